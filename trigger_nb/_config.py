@@ -1,0 +1,60 @@
+"""Configuration: environment variables, overridden by ``%job config`` and client arguments."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ._exceptions import ConfigError
+from ._serde import DEFAULT_OUTPUT_LIMIT
+
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Config:
+    """Where the store lives and how the receiver listens (SPEC §1)."""
+
+    dir: str = ".trigger_nb"
+    host: str = "127.0.0.1"
+    port: int = 0
+    public_url: str | None = None
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    output_limit: int = DEFAULT_OUTPUT_LIMIT
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Config:
+        """Read ``TRIGGER_NB_DIR/HOST/PORT/PUBLIC_URL``; non-None ``overrides`` win."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {
+            "dir": env.get("TRIGGER_NB_DIR") or ".trigger_nb",
+            "host": env.get("TRIGGER_NB_HOST") or "127.0.0.1",
+            "port": env.get("TRIGGER_NB_PORT") or 0,
+            "public_url": env.get("TRIGGER_NB_PUBLIC_URL") or None,
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values).validated()
+
+    def validated(self) -> Config:
+        try:
+            port = int(self.port)
+        except (TypeError, ValueError):
+            raise ConfigError(f"TRIGGER_NB_PORT must be an integer 0-65535, got {self.port!r}.") from None
+        if not 0 <= port <= 65535:
+            raise ConfigError(f"TRIGGER_NB_PORT must be between 0 and 65535, got {port}.")
+        if self.public_url is not None and not str(self.public_url).startswith(("http://", "https://")):
+            raise ConfigError(
+                f"TRIGGER_NB_PUBLIC_URL must start with http:// or https://, got {self.public_url!r}."
+            )
+        for name in ("max_body_bytes", "output_limit"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"{name} must be a positive number of bytes, got {value!r}.")
+        return replace(
+            self,
+            dir=os.path.abspath(os.path.expanduser(os.fspath(self.dir))),
+            port=port,
+            public_url=self.public_url.rstrip("/") if self.public_url else None,
+        )

@@ -1,0 +1,286 @@
+"""The run's task log as text and as a static HTML table, and the live notebook display.
+
+Pure rendering from stored records (``render_text``/``render_html``), used by ``Run.log()``,
+``_repr_pretty_``, ``_repr_html_`` (nbconvert, frontends without widgets), the CLI and
+``trigger-nb demo``. ``show_live`` displays a run in a notebook and re-renders it (throttled)
+when the engine publishes changes — through ``update_display``, never ``with output:``, so
+background resumptions never write into another cell.
+"""
+
+from __future__ import annotations
+
+import copy
+import html
+import json
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from ._engine import RUN_FINISHED
+
+if TYPE_CHECKING:
+    from ._run import Run
+
+#: outcome in an execution → (symbol, word shown)
+OUTCOME_MARKS = {
+    "ran": ("✓", "ran"),
+    "replayed": ("↺", "replayed"),
+    "failed": ("✗", "failed"),
+    "retry": ("⟳", "retrying"),
+    "waiting": ("⏸", "waiting"),
+}
+STATUS_COLOURS = {
+    "SUCCESS": "#1a7f37",
+    "COMPLETED": "#1a7f37",
+    "FAILURE": "#cf222e",
+    "ERRORED": "#cf222e",
+    "WAITING": "#9a6700",
+    "EXECUTING": "#0969da",
+    "RUNNING": "#0969da",
+    "CANCELED": "#6e7781",
+    "QUEUED": "#6e7781",
+}
+
+
+def redact_paths(value: Any, paths: list[str] | None) -> Any:
+    """v2's redactor (§2.11): replace the value at each dotted path with ``"[REDACTED]"``."""
+    if not paths or not value:
+        return value
+    value = copy.deepcopy(value)
+    for path in paths:
+        parts = str(path).split(".")
+        node = value
+        for i, part in enumerate(parts):
+            if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                key: Any = int(part)
+            elif isinstance(node, dict) and part in node:
+                key = part
+            else:
+                break
+            if i == len(parts) - 1:
+                node[key] = "[REDACTED]"
+            else:
+                node = node[key]
+    return value
+
+
+def _output_of(task: dict[str, Any]) -> Any:
+    if task.get("output_encoding") == "pickle":
+        return "<pickled output>"
+    text = task.get("output_json")
+    value = None if text is None else json.loads(text)
+    return redact_paths(value, (task.get("redact") or {}).get("paths"))
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str) if not isinstance(value, str) else value
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _ms(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    return f"{seconds * 1000:.0f} ms" if seconds < 10 else f"{seconds:.1f} s"
+
+
+def _depths(tasks: list[dict[str, Any]]) -> dict[str, int]:
+    by_id = {t["id"]: t for t in tasks}
+    depths: dict[str, int] = {}
+
+    def depth(task: dict[str, Any]) -> int:
+        if task["id"] in depths:
+            return depths[task["id"]]
+        parent = by_id.get(task.get("parent_id") or "")
+        depths[task["id"]] = 0 if parent is None else depth(parent) + 1
+        return depths[task["id"]]
+
+    for task in tasks:
+        depth(task)
+    return depths
+
+
+def summary_line(run: dict[str, Any]) -> str:
+    """One line: run id, job, status, executions, total time."""
+    end = run.get("completed_at") or run.get("updated_at")
+    took = _ms((end - run["started_at"]) if run.get("started_at") and end else None)
+    parts = [
+        f"Run {run['id']}",
+        f"job {run['job_id']} {run.get('job_version', '')}".rstrip(),
+        run["status"],
+        f"{run.get('executions', 0)} execution{'s' if run.get('executions', 0) != 1 else ''}",
+    ]
+    if took:
+        parts.append(took)
+    if run["status"] == "WAITING" and run.get("wake_at"):
+        parts.append(f"resumes in {max(0.0, run['wake_at'] - time.time()):.1f} s")
+    return " · ".join(parts)
+
+
+def _execution_rows(
+    run: dict[str, Any], tasks: list[dict[str, Any]]
+) -> list[tuple[dict[str, Any], list[tuple[dict[str, Any], str, int]]]]:
+    by_id = {t["id"]: t for t in tasks}
+    sections = []
+    for entry in run.get("history") or []:
+        rows = [
+            (by_id[task_id], outcome, attempts)
+            for task_id, outcome, attempts in entry.get("tasks", [])
+            if task_id in by_id
+        ]
+        rows.sort(key=lambda row: row[0].get("seq", 0))
+        sections.append((entry, rows))
+    return sections
+
+
+def render_text(run: dict[str, Any], tasks: list[dict[str, Any]], repo: Any = None) -> str:
+    """The task log as plain text: header, one section per execution, output or error."""
+    del repo
+    depths = _depths(tasks)
+    lines = [summary_line(run)]
+    for entry, rows in _execution_rows(run, tasks):
+        counts = {k: sum(1 for _, o, _ in rows if o == k) for k in ("ran", "replayed")}
+        lines.append(
+            f"── execution {entry['n']} · {entry['status']} · {counts['ran']} ran, "
+            f"{counts['replayed']} replayed · {_ms(entry['ended_at'] - entry['started_at'])}"
+        )
+        for task, outcome, attempts in rows:
+            symbol, word = OUTCOME_MARKS.get(outcome, ("·", outcome))
+            indent = "  " * (depths.get(task["id"], 0) + 1)
+            detail = ""
+            if outcome in ("failed", "retry") and task.get("error"):
+                err = task["error"]
+                detail = f"  {err.get('name')}: {_short(err.get('message'), 60)}"
+            elif outcome == "waiting":
+                detail = _waiting_detail(task)
+            elif outcome in ("ran", "replayed") and task.get("output_json") is not None:
+                detail = f"  → {_short(_output_of(task), 50)}"
+            attempt_text = f"attempt {attempts}" if attempts > 1 or outcome != "replayed" else ""
+            lines.append(
+                f"{indent}{symbol} {task['display_key']:<24} {task['name']:<14} {word:<9}"
+                f" {attempt_text:<10}{detail}".rstrip()
+            )
+    if run["status"] == "SUCCESS":
+        text = run.get("output_json")
+        lines.append(f"Output: {text if text is not None else 'null'}")
+    error = run.get("error")
+    if error and run["status"] == "FAILURE":
+        where = f" in task {error['task']!r}" if error.get("task") else ""
+        lines.append(f"Error{where}: {error.get('name')}: {error.get('message')}")
+        stack = (error.get("stack") or "").rstrip()
+        if stack:
+            lines.extend("  " + line for line in stack.splitlines())
+    return "\n".join(lines)
+
+
+def _waiting_detail(task: dict[str, Any]) -> str:
+    now = time.time()
+    due = task.get("retry_at") or task.get("delay_until")
+    if task.get("callback_pending"):
+        return f"  callback: {task.get('callback_url')}"
+    if due:
+        return f"  due in {max(0.0, due - now):.1f} s"
+    return ""
+
+
+def render_html(run: dict[str, Any], tasks: list[dict[str, Any]], repo: Any = None) -> str:
+    """A static HTML table of the log (for nbconvert and frontends without widgets)."""
+    del repo
+    esc = html.escape
+    depths = _depths(tasks)
+    colour = STATUS_COLOURS.get(run["status"], "#333")
+    out = [
+        '<div class="trigger-nb-log" style="font-family: var(--jp-code-font-family, monospace);'
+        ' font-size: 12px">',
+        f'<div><b>{esc(summary_line(run))}</b> <span class="trigger-nb-status" '
+        f'style="color:{colour};font-weight:bold">{esc(run["status"])}</span></div>',
+        '<table style="border-collapse:collapse">',
+        "<tr><th align=left>task</th><th align=left>name</th><th align=left>status</th>"
+        "<th align=left>outcome</th><th align=left>attempts</th><th align=left>detail</th></tr>",
+    ]
+    for entry, rows in _execution_rows(run, tasks):
+        out.append(
+            f'<tr><td colspan=6 style="border-top:1px solid #ccc"><i>execution {entry["n"]} · '
+            f'{esc(entry["status"])}</i></td></tr>'
+        )
+        for task, outcome, attempts in rows:
+            symbol, word = OUTCOME_MARKS.get(outcome, ("·", outcome))
+            pad = "&nbsp;" * 4 * depths.get(task["id"], 0)
+            detail = ""
+            if task.get("error") and outcome in ("failed", "retry"):
+                detail = f"{task['error'].get('name')}: {task['error'].get('message')}"
+            elif task.get("output_json") is not None:
+                detail = _short(_output_of(task), 120)
+            tcol = STATUS_COLOURS.get(task["status"], "#333")
+            out.append(
+                f"<tr><td>{pad}{esc(symbol)} {esc(str(task['display_key']))}</td>"
+                f"<td>{esc(str(task['name']))}</td><td style=\"color:{tcol}\">{esc(task['status'])}</td>"
+                f"<td>{esc(word)}</td><td>{attempts}</td><td>{esc(detail)}</td></tr>"
+            )
+    out.append("</table>")
+    error = run.get("error")
+    if error and run["status"] == "FAILURE":
+        out.append(
+            f'<pre style="color:#cf222e">{esc(str(error.get("name")))}: {esc(str(error.get("message")))}\n'
+            f'{esc(str(error.get("stack") or ""))}</pre>'
+        )
+    elif run["status"] == "SUCCESS":
+        out.append(f"<div>Output: <code>{esc(run.get('output_json') or 'null')}</code></div>")
+    out.append("</div>")
+    return "".join(out)
+
+
+def _bundle(run: Run, quiet: bool) -> dict[str, str]:
+    record = run.record
+    if quiet:
+        return {"text/plain": summary_line(record)}
+    tasks = run._client.repo.load_tasks(run.id)
+    return {
+        "text/plain": render_text(record, tasks),
+        "text/html": render_html(record, tasks),
+    }
+
+
+class _LiveView:
+    """Re-renders one displayed run when the engine publishes a change, at most every 0.2 s."""
+
+    INTERVAL = 0.2
+
+    def __init__(self, run: Run, handle: Any, quiet: bool) -> None:
+        self.run, self.handle, self.quiet = run, handle, quiet
+        self._lock = threading.Lock()
+        self._last = 0.0
+        self._pending = False
+        self.unsubscribe = run._client.bus.subscribe(self.on_notice, run_id=run.id)
+
+    def on_notice(self, notice: Any) -> None:
+        final = notice.kind == "run" and notice.data.get("status") in RUN_FINISHED
+        with self._lock:
+            due = time.monotonic() - self._last >= self.INTERVAL
+            if not (due or final):
+                if not self._pending:
+                    self._pending = True
+                    timer = threading.Timer(self.INTERVAL, self._flush)
+                    timer.daemon = True
+                    timer.start()
+                return
+        self._flush()
+        if final:
+            self.unsubscribe()
+
+    def _flush(self) -> None:
+        with self._lock:
+            self._pending = False
+            self._last = time.monotonic()
+        try:
+            self.handle.update(_bundle(self.run, self.quiet), raw=True)
+        except Exception:  # the store may be closed when a kernel shuts down
+            self.unsubscribe()
+
+
+def show_live(run: Run, *, quiet: bool = False) -> None:
+    """Display ``run`` in the current cell; keep it updated while the run is not finished."""
+    from IPython.display import display
+
+    handle = display(_bundle(run, quiet), raw=True, display_id=True)
+    if handle is not None and not run.finished:
+        _LiveView(run, handle, quiet)

@@ -1,0 +1,26 @@
+"""The replay engine: task/run state machine, one execution's replay, and the runner."""
+
+from ._control import Canceled, ControlFlow, Suspend, is_control_flow
+from ._execution import CALLBACK_TIMEOUT_MESSAGE, Execution, TaskHandle, TaskSpec, current_parent
+from ._runner import JobDefinition, Runner, make_context, new_run_record
+from ._states import RUN_FINISHED, TASK_FINISHED, RunStatus, TaskStatus
+
+__all__ = [
+    "CALLBACK_TIMEOUT_MESSAGE",
+    "RUN_FINISHED",
+    "TASK_FINISHED",
+    "Canceled",
+    "ControlFlow",
+    "Execution",
+    "JobDefinition",
+    "RunStatus",
+    "Runner",
+    "Suspend",
+    "TaskHandle",
+    "TaskSpec",
+    "TaskStatus",
+    "current_parent",
+    "is_control_flow",
+    "make_context",
+    "new_run_record",
+]

@@ -1,0 +1,495 @@
+"""One execution of a run: the replay of the job body against the stored task records.
+
+Theory of operation (SPEC §4, v2 §1.2 and §2.4). The runner loads every task record of the run
+once, then calls the body from the top. Each ``io.*`` call arrives here as
+:meth:`Execution.run_task` with a :class:`TaskSpec`:
+
+1. the idempotency key is derived from ``(run_id, parent task id, cache key)``; a key seen
+   twice in one execution raises :class:`DuplicateTaskKeyError`;
+2. a COMPLETED record is **replayed**: its stored output is decoded and returned, the callback
+   is not called;
+3. an ERRORED record raises :class:`TaskError` again (a manual retry of a failed run instead
+   re-runs it: deliberate fix of v2 #912);
+4. otherwise the task runs (or waits): delays, retry delays and callbacks that cannot finish now
+   raise :class:`Suspend`, which ends the execution; the runner schedules the next one.
+
+Every state change is persisted before the caller sees its effect, so a process killed at any
+instant loses no completed task (a RUNNING task simply runs again: at-least-once, as v2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import datetime as _dt
+import inspect
+import json
+import pickle
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .._exceptions import CallbackTimeoutError, DuplicateTaskKeyError, TaskError, TaskOutputError
+from .._keys import display_key, idempotency_key, task_id_for
+from .._serde import DEFAULT_OUTPUT_LIMIT, encode_output, error_record, jsonable_for_display
+from .._events import EventBus, Notice
+from .._store import Repository
+from ..retry import calculate_retry_at
+from ._control import Canceled, ControlFlow, ExecutionClosing, Suspend
+from ._states import TaskStatus, advance_task
+
+#: The id of the task whose callback is running: parent of any task started inside it (v2 §2.9).
+current_parent: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "trigger_nb_parent_task", default=None
+)
+
+CALLBACK_TIMEOUT_MESSAGE = "Remote callback timeout - no requests received"  # v2's wording
+
+
+@dataclass
+class TaskSpec:
+    """What an ``io`` method asks the engine to do: one task, fully described."""
+
+    cache_key: Any
+    fn: Callable[..., Any] | None = None
+    name: str = "Task"
+    icon: str | None = None
+    description: str | None = None
+    display_key: str | None = None
+    properties: list[dict[str, Any]] | None = None
+    params: Any = None
+    style: dict[str, Any] | None = None
+    redact: dict[str, Any] | None = None
+    retry: dict[str, Any] | None = None
+    delay_until: float | None = None
+    callback: dict[str, Any] | None = None
+    parse_output: Callable[[Any], Any] | None = None
+    serializer: str | None = None
+    on_error: Callable[..., Any] | None = None
+    noop: bool = False
+    kind: str = "task"
+    #: For callback tasks: replaces the function call with ``fn(url)`` (wait_for_request).
+    pass_url_only: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class TaskHandle:
+    """The ``task`` object handed to callbacks (SPEC §4.6; v2 ``ServerTask``).
+
+    ``output_properties`` is writable: set it to a list of ``{"label", "text"}`` to show them
+    in the log next to the output.
+    """
+
+    def __init__(self, record: dict[str, Any]) -> None:
+        self._record = record
+        self.output_properties: list[dict[str, Any]] | None = record.get("output_properties")
+
+    id = property(lambda self: self._record["id"])
+    idempotency_key = property(lambda self: self._record["idempotency_key"])
+    attempts = property(lambda self: self._record["attempts"])
+    callback_url = property(lambda self: self._record.get("callback_url"))
+    name = property(lambda self: self._record["name"])
+    status = property(lambda self: self._record["status"])
+    params = property(lambda self: self._record.get("params"))
+    parent_id = property(lambda self: self._record.get("parent_id"))
+    cache_key = property(lambda self: self._record.get("cache_key"))
+
+    @property
+    def started_at(self) -> _dt.datetime | None:
+        ts = self._record.get("started_at")
+        return None if ts is None else _dt.datetime.fromtimestamp(ts, _dt.timezone.utc)
+
+    def __repr__(self) -> str:
+        return f"<task {self.name!r} key={self._record['display_key']!r} attempt={self.attempts}>"
+
+
+_ARITY_CACHE: dict[Any, tuple[int, bool]] = {}
+
+
+def _calling_convention(fn: Callable[..., Any]) -> tuple[int, bool]:
+    """(how many of ``task, io`` to pass, is it a coroutine function), cached per code object."""
+    code = getattr(fn, "__code__", None) or type(fn)
+    cached = _ARITY_CACHE.get(code)
+    if cached is not None:
+        return cached
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        arity = 2
+    else:
+        if any(p.kind is p.VAR_POSITIONAL for p in params):
+            arity = 2
+        else:
+            arity = min(
+                2, sum(1 for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
+            )
+    target = fn.__call__ if not inspect.isroutine(fn) and callable(fn) else fn  # type: ignore[operator]
+    result = (arity, inspect.iscoroutinefunction(target))
+    if len(_ARITY_CACHE) < 4096:
+        _ARITY_CACHE[code] = result
+    return result
+
+
+class Execution:
+    """The state of one execution of one run. Created and driven by the runner."""
+
+    def __init__(
+        self,
+        run: dict[str, Any],
+        tasks: list[dict[str, Any]],
+        *,
+        repo: Repository,
+        bus: EventBus,
+        number: int,
+        reset_errored: bool = False,
+        output_limit: int = DEFAULT_OUTPUT_LIMIT,
+        default_serializer: str = "json",
+        callback_url: Callable[[str, str], str] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.run = run
+        self.run_id: str = run["id"]
+        self.repo = repo
+        self.bus = bus
+        self.number = number
+        self.reset_errored = reset_errored
+        self.output_limit = output_limit
+        self.default_serializer = default_serializer
+        self.make_callback_url = callback_url
+        self.clock = clock
+        self.records: dict[str, dict[str, Any]] = {t["idempotency_key"]: t for t in tasks}
+        self._next_seq = max((t.get("seq", 0) for t in tasks), default=0) + 1
+        self.visited: set[str] = set()
+        #: What happened to each task in this execution, in order: ``[task_id, outcome,
+        #: attempts]`` with outcome ``ran | replayed | failed | retry | waiting``.
+        self.journal: list[list[Any]] = []
+        self.started_at = clock()
+        self.suspensions: list[Suspend] = []
+        self.closing = False
+        self.canceled = False
+        self._inflight = 0
+        self._idle: asyncio.Event | None = None
+        self.io: Any = None  # the IO object handed to callbacks taking (task, io)
+
+    # -- public to the io layer ---------------------------------------------------------
+    async def run_task(self, spec: TaskSpec) -> Any:
+        """Run, replay or suspend on one task. See the module docstring."""
+        if self.canceled:
+            raise Canceled()
+        if self.closing:
+            raise ExecutionClosing()
+        parent_id = current_parent.get()
+        key = idempotency_key(self.run_id, parent_id, spec.cache_key)
+        if key in self.visited:
+            shown = spec.display_key or display_key(spec.cache_key)
+            raise DuplicateTaskKeyError(
+                f'Task with cache key "{shown}" has already been executed in this run. Each task '
+                "must have a unique cache key: inside a loop, include the loop variable, e.g. "
+                f'io.run_task(f"{shown}-{{i}}", ...) or a list key ["{shown}", i].'
+            )
+        self.visited.add(key)
+        record = self.records.get(key)
+        if record is not None:
+            status = record["status"]
+            if status == TaskStatus.COMPLETED:
+                self.journal.append([record["id"], "replayed", record["attempts"]])
+                if self.bus.active:
+                    self.bus.emit(Notice("task", self.run_id, task=record, data={"replayed": True}))
+                return self._stored_output(record, spec.parse_output)
+            if status == TaskStatus.ERRORED and not self.reset_errored:
+                self.journal.append([record["id"], "failed", record["attempts"]])
+                raise self._task_error(record, None)
+        self._inflight += 1
+        try:
+            return await self._advance(spec, record, key, parent_id)
+        finally:
+            self._inflight -= 1
+            if self._inflight == 0 and self._idle is not None:
+                self._idle.set()
+
+    async def wait_idle(self) -> None:
+        """Return when no task of this execution is in flight (SPEC §4.4)."""
+        while self._inflight:
+            self._idle = asyncio.Event()
+            await self._idle.wait()
+
+    # -- the task lifecycle -------------------------------------------------------------
+    async def _advance(
+        self, spec: TaskSpec, record: dict[str, Any] | None, key: str, parent_id: str | None
+    ) -> Any:
+        now = self.clock()
+        if record is None:
+            record = self._new_record(spec, key, parent_id, now)
+            if spec.delay_until is not None and spec.delay_until > now:
+                advance_task(record, TaskStatus.WAITING)
+                record["delay_until"] = spec.delay_until
+                self._save(record)
+                self._suspend(record, spec.delay_until, "delay")
+            if spec.callback and spec.callback.get("enabled", True):
+                advance_task(record, TaskStatus.WAITING)
+                self._arm_callback(record, spec.callback, now)
+                return await self._hand_out_callback(spec, record)
+            if spec.noop:
+                return self._complete(record, spec, None)
+            advance_task(record, TaskStatus.RUNNING)
+        else:
+            status = record["status"]
+            if status == TaskStatus.WAITING:
+                if record.get("callback_secret") and record.get("callback_pending"):
+                    timeout_at = record.get("callback_timeout_at")
+                    if timeout_at is not None and timeout_at <= now:
+                        return self._fail(record, CallbackTimeoutError(CALLBACK_TIMEOUT_MESSAGE))
+                    self._refresh_callback_url(record)
+                    return await self._hand_out_callback(spec, record)
+                due = record.get("retry_at") or record.get("delay_until")
+                if due is not None and due > now:
+                    self._suspend(record, due, "retry" if record.get("retry_at") else "delay")
+                if spec.noop and not record.get("retry_at"):
+                    return self._complete(record, spec, None)
+                advance_task(record, TaskStatus.RUNNING)
+                if record.pop("retry_at", None) is not None:
+                    record["attempts"] += 1
+            elif status in (TaskStatus.ERRORED, TaskStatus.CANCELED, TaskStatus.PENDING):
+                advance_task(record, TaskStatus.RUNNING)
+                record["attempts"] += 1 if status == TaskStatus.ERRORED else 0
+                record["error"] = None
+            # RUNNING: the process that ran it died, or a child suspended it: run it again.
+            record["started_at"] = record.get("started_at") or now
+        return await self._call(spec, record)
+
+    async def _call(self, spec: TaskSpec, record: dict[str, Any]) -> Any:
+        if self.canceled:
+            raise Canceled()
+        if self.bus.active:
+            self.bus.emit(Notice("task", self.run_id, task=record))
+        handle = TaskHandle(record)
+        token = current_parent.set(record["id"])
+        try:
+            result = await self._invoke(spec.fn, handle)
+        except ControlFlow:
+            raise
+        except TaskError as child:  # a child task failed: it fails this parent (v2 §2.9, #159)
+            return self._fail(record, child, original=child.original or child)
+        except Exception as exc:
+            return await self._on_error(spec, record, handle, exc)
+        finally:
+            current_parent.reset(token)
+        record["output_properties"] = handle.output_properties
+        return self._complete(record, spec, result)
+
+    async def _invoke(self, fn: Callable[..., Any] | None, handle: TaskHandle) -> Any:
+        if fn is None:
+            return None
+        arity, is_async = _calling_convention(fn)
+        args = (handle, self.io)[:arity]
+        if is_async:
+            return await fn(*args)
+        # Sync callbacks run in a worker thread so the loop (views, receiver, other runs)
+        # stays responsive (SPEC §4.6); to_thread copies contextvars, so output still lands
+        # in the right notebook cell.
+        result = await asyncio.to_thread(fn, *args)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+    def _complete(self, record: dict[str, Any], spec: TaskSpec, value: Any) -> Any:
+        serializer = spec.serializer or self.default_serializer
+        try:
+            encoded = encode_output(
+                value, serializer=serializer, limit=self.output_limit, cache_key=record["display_key"]
+            )
+        except TaskOutputError as exc:
+            # Retrying cannot make an output serialisable: fail at once.
+            return self._fail(record, exc)
+        blob = None
+        if encoded.encoding == "pickle":
+            blob = encoded.data if isinstance(encoded.data, bytes) else encoded.data.encode()
+            record["output_json"] = None
+        else:
+            record["output_json"] = encoded.data
+        record["output_encoding"] = encoded.encoding
+        advance_task(record, TaskStatus.COMPLETED)
+        record["completed_at"] = self.clock()
+        record["ran_in"] = self.number
+        record["error"] = None
+        record.pop("callback_pending", None)
+        self._save(record, blob=blob)
+        self.journal.append([record["id"], "ran", record["attempts"]])
+        value = encoded.value
+        return spec.parse_output(value) if spec.parse_output is not None else value
+
+    async def _on_error(
+        self, spec: TaskSpec, record: dict[str, Any], handle: TaskHandle, exc: Exception
+    ) -> Any:
+        """SPEC §5 / v2 §3.4: on_error may replace the error, retry at a time, or skip retrying."""
+        error: BaseException = exc
+        skip_retrying = False
+        retry_at: float | None = None
+        if spec.on_error is not None:
+            try:
+                verdict = spec.on_error(exc, handle, self.io)
+                if inspect.isawaitable(verdict):  # awaited: deliberate fix of v2 #909
+                    verdict = await verdict
+                if isinstance(verdict, BaseException):
+                    error = verdict
+                elif isinstance(verdict, dict):
+                    skip_retrying = bool(verdict.get("skip_retrying", verdict.get("skipRetrying")))
+                    when = verdict.get("retry_at", verdict.get("retryAt"))
+                    if when is not None and not skip_retrying:
+                        retry_at = _to_epoch(when)
+                        if isinstance(verdict.get("error"), BaseException):
+                            error = verdict["error"]
+            except ControlFlow:
+                raise
+            except Exception as inner:  # on_error itself failed: that error replaces the original
+                error = inner
+        if retry_at is None and spec.retry is not None and not skip_retrying:
+            retry_at = calculate_retry_at(spec.retry, record["attempts"] - 1, now=self.clock())
+        if retry_at is None:
+            return self._fail(record, error)
+        advance_task(record, TaskStatus.WAITING)
+        record["retry_at"] = retry_at
+        record["error"] = error_record(error)
+        self._save(record)
+        self._suspend(record, retry_at, "retry")
+
+    def _fail(
+        self,
+        record: dict[str, Any],
+        error: BaseException,
+        *,
+        original: BaseException | None = None,
+    ) -> Any:
+        """Record a final failure (any retry decision was made before) and raise TaskError."""
+        original = original or error
+        if isinstance(error, TaskError) and error.error:
+            record["error"] = dict(error.error)
+        else:
+            record["error"] = error_record(error)
+        advance_task(record, TaskStatus.ERRORED)
+        record["completed_at"] = self.clock()
+        record["ran_in"] = self.number
+        record.pop("callback_pending", None)
+        self._save(record)
+        self.journal.append([record["id"], "failed", record["attempts"]])
+        raise self._task_error(record, original) from original
+
+    def _task_error(self, record: dict[str, Any], original: BaseException | None) -> TaskError:
+        error = record.get("error") or {"name": "Error", "message": "Task errored", "stack": ""}
+        message = (
+            f"Task {record['display_key']!r} ({record['name']}) failed after "
+            f"{record['attempts']} attempt(s): {error.get('name')}: {error.get('message')}"
+        )
+        return TaskError(message, task=dict(record), original=original, error=error)
+
+    # -- callbacks (SPEC §6.1, v2 §4) ---------------------------------------------------
+    def _arm_callback(self, record: dict[str, Any], options: dict[str, Any], now: float) -> None:
+        timeout = float(options.get("timeout_in_seconds", options.get("timeoutInSeconds", 3600)))
+        record["callback_secret"] = secrets.token_urlsafe(24)  # 192 bits (SPEC §9: >= 128)
+        record["callback_pending"] = True
+        record["callback_timeout_at"] = now + timeout if timeout > 0 else None
+        self._refresh_callback_url(record)
+
+    def _refresh_callback_url(self, record: dict[str, Any]) -> None:
+        if self.make_callback_url is None:
+            raise RuntimeError("callback tasks need a receiver; none is configured")
+        record["callback_url"] = self.make_callback_url(record["id"], record["callback_secret"])
+
+    async def _hand_out_callback(self, spec: TaskSpec, record: dict[str, Any]) -> Any:
+        """Run the callback once to hand the URL on, then suspend until the POST (v2 §4)."""
+        self._save(record)
+        if self.bus.active:
+            self.bus.emit(Notice("task", self.run_id, task=record))
+        if spec.fn is not None:
+            handle = TaskHandle(record)
+            token = current_parent.set(record["id"])
+            try:
+                if spec.pass_url_only:
+                    result = spec.fn(record["callback_url"])
+                    if inspect.isawaitable(result):
+                        await result
+                else:
+                    await self._invoke(spec.fn, handle)
+            except ControlFlow:
+                raise
+            except Exception as exc:
+                return self._fail(record, exc)
+            finally:
+                current_parent.reset(token)
+            if handle.output_properties is not None:
+                record["output_properties"] = handle.output_properties
+                self._save(record)
+        self._suspend(record, record.get("callback_timeout_at"), "callback")
+
+    # -- helpers ------------------------------------------------------------------------
+    def _new_record(
+        self, spec: TaskSpec, key: str, parent_id: str | None, now: float
+    ) -> dict[str, Any]:
+        seq = self._next_seq
+        self._next_seq += 1
+        cache_key = spec.cache_key
+        record: dict[str, Any] = {
+            "id": task_id_for(key),
+            "run_id": self.run_id,
+            "idempotency_key": key,
+            "cache_key": cache_key if isinstance(cache_key, str) else jsonable_for_display(cache_key),
+            "display_key": spec.display_key or display_key(cache_key),
+            "parent_id": parent_id,
+            "name": spec.name,
+            "icon": spec.icon,
+            "description": spec.description,
+            "properties": spec.properties,
+            "params": None if spec.params is None else jsonable_for_display(spec.params),
+            "style": spec.style,
+            "redact": spec.redact,
+            "kind": spec.kind,
+            "noop": spec.noop,
+            "status": None,
+            "attempts": 1,
+            "seq": seq,
+            "first_execution": self.number,
+            "started_at": now,
+            "completed_at": None,
+            "output_json": None,
+            "output_encoding": None,
+            "error": None,
+            "callback_url": None,
+            "output_properties": None,
+        }
+        if spec.extra:
+            record.update(spec.extra)
+        self.records[key] = record
+        return record
+
+    def _save(self, record: dict[str, Any], *, blob: bytes | None = None) -> None:
+        self.repo.save_task(record, blob=blob)
+        if self.bus.active:
+            self.bus.emit(Notice("task", self.run_id, task=record))
+
+    def _suspend(self, record: dict[str, Any], due_at: float | None, reason: str) -> None:
+        signal = Suspend(record["id"], due_at, reason)
+        self.suspensions.append(signal)
+        outcome = "retry" if reason == "retry" else "waiting"
+        self.journal.append([record["id"], outcome, record["attempts"]])
+        raise signal
+
+    def _stored_output(self, record: dict[str, Any], parse_output: Callable[[Any], Any] | None) -> Any:
+        if record.get("output_encoding") == "pickle":
+            data = self.repo.load_blob(record)
+            value = None if data is None else pickle.loads(data)
+        else:
+            text = record.get("output_json")
+            value = None if text is None else json.loads(text)
+        return parse_output(value) if parse_output is not None else value
+
+
+def _to_epoch(when: Any) -> float:
+    if isinstance(when, _dt.datetime):
+        if when.tzinfo is None:
+            when = when.astimezone()
+        return when.timestamp()
+    if isinstance(when, (int, float)):
+        return float(when)
+    raise TypeError(f"retry_at must be a datetime or epoch seconds, got {type(when).__name__}")

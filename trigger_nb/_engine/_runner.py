@@ -1,0 +1,455 @@
+"""The runner: drives executions of runs, one at a time per run, and wakes suspended runs.
+
+It owns no loop of its own: every coroutine here runs on the client's home loop (see
+``trigger_nb._loop``). Per run it
+
+1. takes the in-process lock and the cross-process lease (``RunBusyError`` if someone else
+   executes it),
+2. loads the run's task records once and builds an :class:`Execution`,
+3. calls the job body and waits until every concurrent branch has finished or suspended,
+4. stores the outcome (SUCCESS / FAILURE / WAITING / CANCELED) with a summary of the execution,
+   releases the lease, and schedules the next execution when the run is waiting for a time.
+
+Everything external (a callback POST, a manual resume, a due timer) ends in :meth:`resume`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as _dt
+import hmac
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+from .._events import EventBus, Notice
+from .._exceptions import ConfigError, RunBusyError, TaskError, TaskOutputError
+from .._serde import DEFAULT_OUTPUT_LIMIT, encode_output, error_record
+from .._store import LEASE_TTL, Repository
+from ._control import Canceled, ControlFlow
+from ._execution import CALLBACK_TIMEOUT_MESSAGE, Execution
+from ._states import RUN_FINISHED, RunStatus, TaskStatus, advance_run, advance_task
+
+log = logging.getLogger("trigger_nb")
+
+#: How many execution summaries a run record keeps (older ones are dropped).
+HISTORY_LIMIT = 20
+
+
+@dataclass
+class JobDefinition:
+    """A job: its id (slugified), display name, version, body and options."""
+
+    id: str
+    fn: Callable[..., Any]
+    name: str = ""
+    version: str = "0.0.1"
+    trigger: Any = None
+    log_level: str = "info"
+    serializer: str = "json"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def _datetime(ts: float | None) -> _dt.datetime | None:
+    return None if ts is None else _dt.datetime.fromtimestamp(ts, _dt.timezone.utc)
+
+
+def make_context(job: JobDefinition, run: dict[str, Any], execution: int) -> SimpleNamespace:
+    """The ``ctx`` argument of a job body (SPEC §2, v2 §6.3 in snake_case)."""
+    event = run.get("event")
+    event_ns = None
+    if event:
+        event_ns = SimpleNamespace(
+            id=event.get("id"),
+            name=event.get("name"),
+            payload=event.get("payload"),
+            context=event.get("context"),
+            timestamp=event.get("timestamp"),
+        )
+    return SimpleNamespace(
+        job=SimpleNamespace(id=job.id, version=job.version, name=job.name),
+        run=SimpleNamespace(
+            id=run["id"],
+            started_at=_datetime(run.get("started_at")),
+            is_retry=bool(run.get("is_retry")),
+            execution=execution,
+        ),
+        event=event_ns,
+    )
+
+
+def new_run_record(
+    run_id: str, job: JobDefinition, payload: Any, *, event: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    now = time.time()
+    record: dict[str, Any] = {
+        "id": run_id,
+        "job_id": job.id,
+        "job_name": job.name,
+        "job_version": job.version,
+        "payload": payload,
+        "status": None,
+        "output_json": None,
+        "error": None,
+        "executions": 0,
+        "created_at": now,
+        "started_at": None,
+        "updated_at": now,
+        "completed_at": None,
+        "is_retry": False,
+        "wake_at": None,
+        "event": event,
+        "history": [],
+    }
+    advance_run(record, RunStatus.QUEUED)
+    return record
+
+
+class Runner:
+    """Executes runs of the jobs in ``jobs`` against ``repo``, publishing to ``bus``."""
+
+    def __init__(
+        self,
+        repo: Repository,
+        bus: EventBus,
+        jobs: Mapping[str, JobDefinition],
+        *,
+        make_io: Callable[[Execution, JobDefinition], Any],
+        loop_host: Any,
+        callback_url: Callable[[str, str], str] | None = None,
+        output_limit: int = DEFAULT_OUTPUT_LIMIT,
+    ) -> None:
+        self.repo = repo
+        self.bus = bus
+        self.jobs = jobs
+        self.make_io = make_io
+        self.host = loop_host
+        self.callback_url = callback_url
+        self.output_limit = output_limit
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._active: dict[str, Execution] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._changed: dict[str, asyncio.Event] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+
+    # -- executing ------------------------------------------------------------------------
+    async def execute(self, run_id: str, *, busy_timeout: float | None = None) -> dict[str, Any]:
+        """Execute the run once (until it finishes or suspends); returns the run record.
+
+        Whatever its status: a finished run replays, a failed or canceled one is retried
+        (ERRORED tasks run again), a waiting one replays up to its wait. ``busy_timeout``: if
+        another process holds the run, wait up to this long for it (``None``: raise
+        :class:`RunBusyError` at once).
+        """
+        lock = self._locks.setdefault(run_id, asyncio.Lock())
+        async with lock:
+            run = self.repo.load_run(run_id)
+            if run is None:
+                raise ConfigError(f"No run {run_id!r} in the store at {self.repo.store.location}.")
+            job = self.jobs.get(run["job_id"])
+            if job is None:
+                raise ConfigError(
+                    f"Run {run_id} belongs to job {run['job_id']!r}, which is not defined in this "
+                    "process: execute the job's cell (or define_job) first."
+                )
+            self._cancel_timer(run_id)
+            await self._acquire_lease(run_id, busy_timeout)
+            try:
+                return await self._execute_leased(run_id, job)
+            finally:
+                self.repo.release_lease(run_id)
+
+    async def _acquire_lease(self, run_id: str, busy_timeout: float | None) -> None:
+        deadline = None if busy_timeout is None else time.monotonic() + busy_timeout
+        while True:
+            try:
+                self.repo.acquire_lease(run_id)
+                return
+            except RunBusyError:
+                if deadline is None or time.monotonic() >= deadline:
+                    raise
+                await asyncio.sleep(0.1)
+
+    async def _execute_leased(self, run_id: str, job: JobDefinition) -> dict[str, Any]:
+        run = self.repo.load_run(run_id)
+        assert run is not None
+        tasks = self.repo.load_tasks(run_id)
+        previous = run["status"]
+        reset_errored = previous in (RunStatus.FAILURE, RunStatus.CANCELED, RunStatus.TIMED_OUT)
+        now = time.time()
+        advance_run(run, RunStatus.EXECUTING)
+        run["executions"] += 1
+        run["is_retry"] = bool(run.get("is_retry")) or reset_errored  # persists: fix of v2 #216
+        run["started_at"] = run.get("started_at") or now
+        run["updated_at"] = now
+        run["wake_at"] = None
+        run["cancel_requested"] = False
+        if reset_errored:
+            run["error"] = None
+        self._save_run(run)
+        execution = Execution(
+            run,
+            tasks,
+            repo=self.repo,
+            bus=self.bus,
+            number=run["executions"],
+            reset_errored=reset_errored,
+            output_limit=self.output_limit,
+            default_serializer=job.serializer,
+            callback_url=self.callback_url,
+        )
+        execution.io = self.make_io(execution, job)
+        self.bus.emit(Notice("execution", run_id, data={"event": "start", "n": execution.number}))
+        self._active[run_id] = execution
+        renewer = asyncio.get_running_loop().create_task(self._renew_lease(run_id))
+        try:
+            outcome, value = await self._drive(execution, job, run)
+        finally:
+            renewer.cancel()
+            self._active.pop(run_id, None)
+        return self._finish(run, execution, outcome, value)
+
+    async def _drive(
+        self, execution: Execution, job: JobDefinition, run: dict[str, Any]
+    ) -> tuple[str, Any]:
+        ctx = make_context(job, run, execution.number)
+        outcome: str
+        value: Any = None
+        try:
+            value = await job.fn(run.get("payload"), execution.io, ctx)
+            outcome = "success"
+        except Canceled:
+            outcome = "canceled"
+        except ControlFlow:
+            outcome = "suspended"
+        except Exception as exc:
+            outcome, value = "failure", exc
+        except BaseException as exc:  # KeyboardInterrupt in a cell: record, then let it go on
+            execution.closing = True
+            self._finish(run, execution, "failure", exc)
+            raise
+        execution.closing = True
+        await execution.wait_idle()  # every concurrent branch finished or suspended (SPEC §4.4)
+        if execution.canceled or self._cancel_requested(run["id"]):
+            outcome = "canceled"
+        elif outcome == "success" and execution.suspensions:
+            outcome = "suspended"  # the body swallowed a suspension: the task still waits
+        return outcome, value
+
+    def _finish(
+        self, run: dict[str, Any], execution: Execution, outcome: str, value: Any
+    ) -> dict[str, Any]:
+        now = time.time()
+        if outcome == "success":
+            try:
+                encoded = encode_output(value, serializer="json", cache_key="the run's return value")
+                run["output_json"] = encoded.data
+                advance_run(run, RunStatus.SUCCESS)
+            except TaskOutputError as exc:
+                outcome, value = "failure", exc
+        if outcome == "failure":
+            if isinstance(value, TaskError):
+                run["error"] = {**value.error, "task": value.task.get("display_key")}
+            else:
+                run["error"] = error_record(value)
+            advance_run(run, RunStatus.FAILURE)
+        elif outcome == "suspended":
+            advance_run(run, RunStatus.WAITING)
+            dues = [s.due_at for s in execution.suspensions if s.due_at is not None]
+            run["wake_at"] = min(dues) if dues else None
+        elif outcome == "canceled":
+            advance_run(run, RunStatus.CANCELED)
+            self._cancel_waiting_tasks(execution)
+        if run["status"] in RUN_FINISHED:
+            run["completed_at"] = now
+        run["updated_at"] = now
+        entry = {
+            "n": execution.number,
+            "started_at": execution.started_at,
+            "ended_at": now,
+            "status": run["status"],
+            "tasks": execution.journal,
+        }
+        run["history"] = [*run.get("history", [])[-(HISTORY_LIMIT - 1) :], entry]
+        self._save_run(run)
+        self.bus.emit(Notice("execution", run["id"], data={"event": "end", "n": execution.number}))
+        if run["status"] == RunStatus.WAITING and run["wake_at"] is not None:
+            self.schedule(run["id"], run["wake_at"])
+        return run
+
+    def _cancel_waiting_tasks(self, execution: Execution) -> None:
+        for record in execution.records.values():
+            if record["status"] in (TaskStatus.WAITING, TaskStatus.RUNNING, TaskStatus.PENDING):
+                advance_task(record, TaskStatus.CANCELED)
+                record.pop("callback_pending", None)
+                self.repo.save_task(record)
+
+    async def _renew_lease(self, run_id: str) -> None:
+        while True:
+            await asyncio.sleep(LEASE_TTL / 3)
+            self.repo.renew_lease(run_id)
+
+    def _save_run(self, run: dict[str, Any]) -> None:
+        self.repo.save_run(run)
+        event = self._changed.get(run["id"])
+        if event is not None:
+            event.set()
+        self.bus.emit(Notice("run", run["id"], data={"status": run["status"]}))
+
+    # -- waking, retrying, canceling --------------------------------------------------------
+    def schedule(self, run_id: str, due_at: float) -> None:
+        """Resume ``run_id`` at ``due_at`` (epoch seconds). Call on the home loop."""
+        self._cancel_timer(run_id)
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, due_at - time.time())
+        self._timers[run_id] = loop.call_later(delay, self._wake, run_id)
+
+    def _cancel_timer(self, run_id: str) -> None:
+        timer = self._timers.pop(run_id, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _wake(self, run_id: str) -> None:
+        self._timers.pop(run_id, None)
+        self.spawn(self.resume(run_id))
+
+    def spawn(self, coro: Any) -> asyncio.Task[Any]:
+        """Run ``coro`` in the background on the home loop, keeping a reference to it."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    async def resume(self, run_id: str) -> dict[str, Any] | None:
+        """Execute a WAITING run now (a due timer, a callback, ``%job resume``)."""
+        run = self.repo.load_run(run_id)
+        if run is None or run["status"] != RunStatus.WAITING:
+            return run
+        if run["job_id"] not in self.jobs:
+            return run  # picked up when its cell is executed again
+        try:
+            return await self.execute(run_id)
+        except RunBusyError:
+            self.schedule(run_id, time.time() + 1.0)  # the other process will finish or die
+        except Exception:
+            log.exception("trigger_nb: resuming run %s failed", run_id)
+        return self.repo.load_run(run_id)
+
+    def resume_due(self) -> int:
+        """Wake every stored WAITING run of a defined job whose time has come (or schedule it)."""
+        count = 0
+        for run in self.repo.list_runs():
+            if run["status"] == RunStatus.WAITING and run["job_id"] in self.jobs:
+                if run["id"] in self._timers or run["id"] in self._active:
+                    continue
+                if run.get("wake_at") is not None:
+                    self.schedule(run["id"], run["wake_at"])
+                    count += 1
+        return count
+
+    def _cancel_requested(self, run_id: str) -> bool:
+        stored = self.repo.load_run(run_id)
+        return bool(stored and stored.get("cancel_requested"))
+
+    async def cancel(self, run_id: str) -> dict[str, Any] | None:
+        """Cancel a run: a running execution stops at its next task; waiting tasks are canceled."""
+        self._cancel_timer(run_id)
+        active = self._active.get(run_id)
+        if active is not None:
+            active.canceled = True
+            with self.repo.store.transaction():
+                run = self.repo.load_run(run_id)
+                if run is not None:
+                    run["cancel_requested"] = True
+                    self.repo.save_run(run)
+            return run
+        lock = self._locks.setdefault(run_id, asyncio.Lock())
+        async with lock:
+            with self.repo.store.transaction():
+                run = self.repo.load_run(run_id)
+                if run is None or run["status"] in RUN_FINISHED:
+                    return run
+                if run["status"] == RunStatus.EXECUTING:  # another process executes it
+                    run["cancel_requested"] = True
+                    self.repo.save_run(run)
+                    return run
+                advance_run(run, RunStatus.CANCELED)
+                run["completed_at"] = run["updated_at"] = time.time()
+                for task in self.repo.load_tasks(run_id):
+                    if task["status"] in (TaskStatus.WAITING, TaskStatus.RUNNING):
+                        advance_task(task, TaskStatus.CANCELED)
+                        task.pop("callback_pending", None)
+                        self.repo.save_task(task)
+                self._save_run(run)
+            return run
+
+    # -- callbacks (called from the receiver's thread) ------------------------------------
+    def complete_callback(self, task_id: str, secret: str, body: Any) -> str:
+        """Resolve a waiting callback task with ``body``: first POST wins (SPEC §9).
+
+        Returns ``"accepted"``, ``"already"``, ``"not_found"`` or ``"timed_out"``. Thread-safe:
+        the store transaction serialises racing POSTs; the run is resumed on the home loop.
+        """
+        now = time.time()
+        with self.repo.store.transaction():
+            task = self.repo.find_callback_task(task_id)
+            if task is None or not hmac.compare_digest(
+                str(task.get("callback_secret", "")).encode(), secret.encode()
+            ):
+                return "not_found"
+            if task["status"] != TaskStatus.WAITING or not task.get("callback_pending"):
+                error = task.get("error") or {}
+                if task["status"] == TaskStatus.ERRORED and error.get("message") == CALLBACK_TIMEOUT_MESSAGE:
+                    return "timed_out"
+                return "already"
+            timeout_at = task.get("callback_timeout_at")
+            if timeout_at is not None and timeout_at <= now:
+                return "timed_out"
+            task["output_json"] = json.dumps(body, separators=(",", ":"))
+            task["output_encoding"] = "json"
+            advance_task(task, TaskStatus.COMPLETED)
+            task["completed_at"] = now
+            task["callback_pending"] = False
+            task["resolved_by"] = "callback"
+            self.repo.save_task(task)
+        self.host.call_soon(self._resume_soon, task["run_id"])
+        return "accepted"
+
+    def _resume_soon(self, run_id: str) -> None:
+        self._cancel_timer(run_id)
+        self.spawn(self.resume(run_id))
+
+    # -- waiting for a run --------------------------------------------------------------
+    async def wait_finished(self, run_id: str, timeout: float | None = None) -> dict[str, Any]:
+        """Return the run record once it is finished (polls the store for other processes)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        event = self._changed.setdefault(run_id, asyncio.Event())
+        while True:
+            run = self.repo.load_run(run_id)
+            if run is None:
+                raise ConfigError(f"No run {run_id!r} in the store at {self.repo.store.location}.")
+            if run["status"] in RUN_FINISHED:
+                return run
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise TimeoutError(run_id)
+            event.clear()
+            try:
+                await asyncio.wait_for(event.wait(), min(0.25, remaining or 0.25))
+            except asyncio.TimeoutError:
+                pass
+
+    def is_active(self, run_id: str) -> bool:
+        return run_id in self._active
+
+    def close(self) -> None:
+        """Cancel timers and background tasks (call on the home loop, or after it stopped)."""
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        for task in list(self._background):
+            task.cancel()

@@ -1,0 +1,133 @@
+"""The client's home event loop, and bridges to it from sync code and from other loops.
+
+Every execution of every run of a client happens on one loop, its *home*:
+
+* inside a Jupyter kernel, the kernel's own loop (it runs forever, so suspended runs resume in
+  the background between cells, and widget/comm traffic shares the thread); a sync caller on
+  that loop (the ``%%job`` magic, ``run.result()``) blocks with nest-asyncio's re-entrant
+  ``run_until_complete``;
+* anywhere else (terminal IPython, scripts, ``asyncio.run`` programs), a private daemon thread
+  running its own loop, started lazily — ``import trigger_nb`` starts nothing.
+
+A coroutine from any other loop hops to the home loop and back (``run_async``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import sys
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def _kernel_loop() -> asyncio.AbstractEventLoop | None:
+    """The running loop if we are on the main thread of an IPython kernel, else None."""
+    if "ipykernel" not in sys.modules or threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython is a dependency
+        return None
+    shell = get_ipython()
+    return loop if shell is not None and getattr(shell, "kernel", None) is not None else None
+
+
+class LoopHost:
+    """Owns (or adopts) the home loop. Thread-safe. ``stop()`` ends a private loop thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            loop = self._loop
+            if loop is not None and not loop.is_closed() and (self._thread is None or loop.is_running()):
+                return loop
+            adopted = _kernel_loop()
+            if adopted is not None:
+                self._loop, self._thread = adopted, None
+                return adopted
+            return self._start_thread()
+
+    @property
+    def started(self) -> bool:
+        return self._loop is not None and not self._loop.is_closed()
+
+    def _start_thread(self) -> asyncio.AbstractEventLoop:
+        loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        def main() -> None:
+            asyncio.set_event_loop(loop)
+            loop.call_soon(ready.set)
+            loop.run_forever()
+
+        thread = threading.Thread(target=main, name="trigger_nb-loop", daemon=True)
+        thread.start()
+        ready.wait()
+        self._loop, self._thread = loop, thread
+        return loop
+
+    def in_home_thread(self) -> bool:
+        try:
+            return asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            return False
+
+    def run_sync(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run ``coro`` on the home loop and block until it is done (from sync code)."""
+        loop = self.loop
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            # A sync caller on the kernel's loop (a magic, run.result() in a cell).
+            import nest_asyncio
+
+            nest_asyncio.apply(loop)
+            return loop.run_until_complete(asyncio.wait_for(coro, timeout))
+        future = asyncio.run_coroutine_threadsafe(coro, loop)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise TimeoutError(f"timed out after {timeout} s") from None
+
+    async def run_async(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Await ``coro`` on the home loop, from whatever loop the caller is on."""
+        loop = self.loop
+        if asyncio.get_running_loop() is loop:
+            return await coro
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
+
+    def call_soon(self, callback: Any, *args: Any) -> None:
+        """Schedule ``callback(*args)`` on the home loop, from any thread."""
+        loop = self.loop
+        if self.in_home_thread():
+            loop.call_soon(callback, *args)
+        else:
+            loop.call_soon_threadsafe(callback, *args)
+
+    def stop(self) -> None:
+        """Stop the private loop thread, if we started one (the kernel's loop is not ours)."""
+        with self._lock:
+            loop, thread = self._loop, self._thread
+            self._loop = self._thread = None
+        if thread is None or loop is None:
+            return
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=5)
+        if not loop.is_running():
+            loop.close()

@@ -1,0 +1,350 @@
+"""The receiver's HTTP server: tornado in its own thread, the only socket code of trigger_nb.
+
+Everything a request means is decided by the pure `handle_request`; this module reads requests,
+hands them over, writes the answer, and owns the lifecycle of the socket and the thread.
+
+Why a thread of its own (SPEC §9): a notebook cell may sit in synchronous code — ``time.sleep``,
+a blocking ``httpx.post`` to this very receiver — while a callback arrives. The receiver's event
+loop must not be the kernel's, or it would wait for the cell.
+
+Why the body is streamed (`tornado.web.stream_request_body`): an oversized body must get a
+proper ``413``. tornado's own limit answers a too-long body by dropping the connection, and it
+trusts ``Content-Length`` (absent for chunked uploads). Here the bytes are counted as they
+arrive, only the first ``max_body_bytes + 1`` are kept, the rest is read and thrown away, and
+the ``413`` goes out once the client has finished sending — so the client reads it instead of a
+reset, and a keep-alive connection stays usable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import socket
+import threading
+from types import TracebackType
+from typing import Any
+
+import tornado.httpserver
+import tornado.netutil
+import tornado.web
+from tornado.http1connection import HTTP1Connection
+from tornado.platform.asyncio import AsyncIOLoop
+
+from .._exceptions import ConfigError
+from ._handling import ReceiverBackend, Response, error_response, handle_request, render
+
+__all__ = ["Receiver"]
+
+logger = logging.getLogger("trigger_nb.receiver")
+
+# How far past the limit a body is still read (and discarded) so that the client gets its 413.
+# A body that announces more than this is answered at once and its connection closed.
+_DISCARD_BYTES = 64 * 1024 * 1024
+# Bounded timeouts (STYLE habit 4): a stalled upload or an idle keep-alive connection must not
+# hold a socket forever.
+_BODY_TIMEOUT_S = 60.0
+_IDLE_CONNECTION_TIMEOUT_S = 120.0
+_START_TIMEOUT_S = 10.0
+_STOP_TIMEOUT_S = 10.0
+
+
+@tornado.web.stream_request_body
+class _RequestHandler(tornado.web.RequestHandler):
+    """Counts the body as it arrives and hands the whole request to `handle_request`."""
+
+    # Every method tornado dispatches comes to `_respond`, so that 405 (with its Allow header)
+    # is decided by the pure layer; methods tornado itself refuses reach `write_error`.
+    SUPPORTED_METHODS = ("GET", "HEAD", "POST", "DELETE", "PATCH", "PUT", "OPTIONS")
+
+    def initialize(self, backend: ReceiverBackend, max_body_bytes: int) -> None:
+        self._backend = backend
+        self._max_body_bytes = max_body_bytes
+        self._body = bytearray()
+
+    def set_default_headers(self) -> None:
+        self.clear_header("Server")
+
+    def compute_etag(self) -> str | None:
+        return None  # answers are not cacheable: no ETag, no 304
+
+    def prepare(self) -> None:
+        connection = self.request.connection
+        if isinstance(connection, HTTP1Connection):
+            connection.set_max_body_size(self._max_body_bytes + _DISCARD_BYTES)
+        declared = self.request.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > self._max_body_bytes + _DISCARD_BYTES:
+            # Not worth reading even to throw away. The stand-in body only needs the length
+            # that makes the pure layer answer 413 (after its 404/405/401 checks); tornado
+            # closes the connection after this response as the body stays unread.
+            if isinstance(connection, HTTP1Connection):
+                connection.set_max_body_size(int(declared))
+            self._send(self._handle(bytes(self._max_body_bytes + 1)), close_connection=True)
+
+    def data_received(self, chunk: bytes) -> None:
+        room = self._max_body_bytes + 1 - len(self._body)
+        if room > 0:
+            self._body += chunk[:room]
+
+    def _respond(self, *args: str, **kwargs: str) -> None:
+        if not self._finished:
+            self._send(self._handle(bytes(self._body)))
+
+    get = head = post = delete = patch = put = options = _respond
+
+    def _handle(self, body: bytes) -> Response:
+        return handle_request(
+            self.request.method or "",
+            self.request.path,
+            self.request.headers,
+            body,
+            self._backend,
+            max_body_bytes=self._max_body_bytes,
+        )
+
+    def _send(self, response: Response, *, close_connection: bool = False) -> None:
+        status, headers, payload = render(response)
+        self.set_status(status)
+        for name, value in headers:
+            self.set_header(name, value)
+        if close_connection:
+            # tornado closes a connection whose request body it has not read, without saying
+            # so: say it, or a keep-alive client reuses the connection and gets a reset.
+            self.set_header("Connection", "close")
+        self.finish(payload)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        # tornado's own errors come here before the body is read, so the connection closes.
+        if status_code == 405:
+            # A method outside SUPPORTED_METHODS (TRACE, PROPFIND…): the pure layer still
+            # decides, giving 404 for an unknown path or 405 with the route's Allow header.
+            response = self._handle(b"")
+        else:
+            response = error_response(
+                status_code,
+                f"the receiver could not handle this request (HTTP {status_code}); "
+                "the details are in the log of the process running the receiver",
+            )
+        self._send(response, close_connection=True)
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if not isinstance(value, tornado.web.HTTPError):
+            logger.error("receiver: unexpected error in the server", exc_info=(typ, value, tb))
+
+
+def _no_access_log(handler: tornado.web.RequestHandler) -> None:
+    """tornado logs every request; in a notebook those lines would land in a random cell."""
+
+
+class _ServerThread(threading.Thread):
+    """One serving session: its own asyncio/tornado loop, serving ``sockets`` until asked."""
+
+    def __init__(
+        self, sockets: list[socket.socket], backend: ReceiverBackend, max_body_bytes: int
+    ) -> None:
+        super().__init__(name=f"trigger_nb-receiver-{sockets[0].getsockname()[1]}", daemon=True)
+        self._sockets = sockets
+        self._backend = backend
+        self._max_body_bytes = max_body_bytes
+        self.started = threading.Event()
+        self.failure: BaseException | None = None
+        self._io_loop: AsyncIOLoop | None = None
+        self._stop_requested: asyncio.Event | None = None
+
+    def request_stop(self) -> None:
+        """Ask the loop to close the server and return; callable from any thread."""
+        io_loop, stop_requested = self._io_loop, self._stop_requested
+        if io_loop is not None and stop_requested is not None:
+            io_loop.add_callback(stop_requested.set)  # add_callback is thread-safe
+
+    def run(self) -> None:
+        io_loop = AsyncIOLoop()
+        try:
+            io_loop.run_sync(lambda: self._serve(io_loop))
+        except BaseException as exc:  # reported by start(), or logged once serving
+            if self.started.is_set():
+                logger.error("receiver: the server stopped on an error", exc_info=exc)
+            else:
+                self.failure = exc
+                self.started.set()
+        finally:
+            io_loop.close(all_fds=True)
+            for sock in self._sockets:
+                sock.close()
+
+    async def _serve(self, io_loop: AsyncIOLoop) -> None:
+        handler_args = {"backend": self._backend, "max_body_bytes": self._max_body_bytes}
+        application = tornado.web.Application(
+            [(r".*", _RequestHandler, handler_args)],
+            log_function=_no_access_log,
+            compress_response=False,
+        )
+        server = tornado.httpserver.HTTPServer(
+            application,
+            body_timeout=_BODY_TIMEOUT_S,
+            idle_connection_timeout=_IDLE_CONNECTION_TIMEOUT_S,
+        )
+        server.add_sockets(self._sockets)
+        self._stop_requested = stop_requested = asyncio.Event()
+        self._io_loop = io_loop
+        self.started.set()
+        try:
+            await stop_requested.wait()
+        finally:
+            server.stop()  # closes the listening sockets
+            await asyncio.wait_for(server.close_all_connections(), _STOP_TIMEOUT_S)
+
+
+class Receiver:
+    """The HTTP receiver of SPEC §9: callbacks and inbound events, in a thread of its own.
+
+    ``Receiver(backend)`` binds nothing; `start` binds ``host:port`` (``port=0``: a free port)
+    and serves until `stop`. Also a context manager (``with Receiver(backend) as receiver:``).
+    ``public_url`` replaces ``http://{host}:{port}`` in the URLs handed out, for a receiver
+    reached through a proxy or tunnel. Bodies over ``max_body_bytes`` get ``413``.
+
+    Thread-safety: `start` and `stop` may be called from any thread; requests are handled one at
+    a time on the receiver's thread, which is where the backend is called.
+    """
+
+    def __init__(
+        self,
+        backend: ReceiverBackend,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        public_url: str | None = None,
+        max_body_bytes: int = 1024 * 1024,
+    ) -> None:
+        if not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ConfigError(
+                f"receiver port must be an int from 0 to 65535 (0: any free port), got {port!r}"
+            )
+        if not isinstance(max_body_bytes, int) or max_body_bytes < 1:
+            raise ConfigError(f"max_body_bytes must be a positive int, got {max_body_bytes!r}")
+        if public_url is not None and not public_url.startswith(("http://", "https://")):
+            raise ConfigError(f"public_url must start with http:// or https://, got {public_url!r}")
+        self._backend = backend
+        self._host = host
+        self._requested_port = port
+        self._public_url = public_url.rstrip("/") if public_url is not None else None
+        self._max_body_bytes = max_body_bytes
+        self._lock = threading.Lock()
+        self._thread: _ServerThread | None = None
+        self._bound_port: int | None = None
+
+    @property
+    def host(self) -> str:
+        return self._host
+
+    @property
+    def port(self) -> int:
+        """The bound port while running (also when ``port=0`` was asked), else the one asked."""
+        return self._bound_port if self._bound_port is not None else self._requested_port
+
+    @property
+    def running(self) -> bool:
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    @property
+    def base_url(self) -> str:
+        """``public_url`` if given, else ``http://{host}:{port}``.
+
+        Raises `ConfigError` when there is no port yet (``port=0`` and not started).
+        """
+        if self._public_url is not None:
+            return self._public_url
+        if self.port == 0:
+            raise ConfigError(
+                "the receiver has no port yet: call start() first, or give port= or public_url="
+            )
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self.port}"
+
+    def callback_url(self, task_id: str, secret: str) -> str:
+        """The URL a third party POSTs to, to complete task ``task_id``."""
+        return f"{self.base_url}/callbacks/{task_id}/{secret}"
+
+    def start(self) -> None:
+        """Bind the socket and start serving in a daemon thread; a no-op when running.
+
+        The socket is bound here, in the caller's thread, so that a port in use or a bad
+        host raises `ConfigError` (with the address and a remedy) right here.
+        """
+        with self._lock:
+            if self.running:
+                return
+            sockets = self._bind()
+            thread = _ServerThread(sockets, self._backend, self._max_body_bytes)
+            thread.start()
+            if not thread.started.wait(_START_TIMEOUT_S) or thread.failure is not None:
+                thread.request_stop()
+                thread.join(_STOP_TIMEOUT_S)
+                for sock in sockets:
+                    sock.close()
+                reason = repr(thread.failure) if thread.failure is not None else "timed out"
+                raise ConfigError(
+                    f"the receiver on {self._host}:{self._requested_port} did not start "
+                    f"({reason}); see the log of this process"
+                )
+            self._thread = thread
+            self._bound_port = sockets[0].getsockname()[1]
+
+    def stop(self) -> None:
+        """Close the listening socket and every connection, stop the loop, join the thread.
+
+        Idempotent. The port is free again when this returns.
+        """
+        with self._lock:
+            thread = self._thread
+            if thread is None:
+                return
+            thread.request_stop()
+            thread.join(_STOP_TIMEOUT_S)
+            if thread.is_alive():
+                # The backend is stuck in a call; the daemon thread ends with the process.
+                logger.warning(
+                    "receiver: the server thread did not stop within %s s", _STOP_TIMEOUT_S
+                )
+            self._thread = None
+            self._bound_port = None
+
+    def __enter__(self) -> Receiver:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = f"running on port {self.port}" if self.running else "stopped"
+        return f"<Receiver {self._host} {state}>"
+
+    def _bind(self) -> list[socket.socket]:
+        address = f"{self._host}:{self._requested_port}"
+        try:
+            return tornado.netutil.bind_sockets(self._requested_port, address=self._host)
+        except socket.gaierror as exc:
+            raise ConfigError(
+                f"the receiver cannot listen on {address}: unknown host ({exc.strerror}); "
+                "use an IP address such as 127.0.0.1 (TRIGGER_NB_HOST)"
+            ) from exc
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                remedy = (
+                    "another program listens on this port; stop it, choose another port "
+                    "(TRIGGER_NB_PORT), or use port 0 for any free port"
+                )
+            elif exc.errno == errno.EACCES:
+                remedy = "ports below 1024 need privileges; choose a port from 1024 up"
+            else:
+                remedy = "check the host (TRIGGER_NB_HOST) and the port (TRIGGER_NB_PORT)"
+            raise ConfigError(
+                f"the receiver cannot listen on {address}: {exc.strerror or exc}; {remedy}"
+            ) from exc

@@ -1,0 +1,222 @@
+"""The ``Run`` handle (SPEC §3): a live view of one stored run, plus its controls."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+from ._engine import RUN_FINISHED, RunStatus
+from ._exceptions import ConfigError, RunCanceledError, RunFailedError, RunTimeoutError
+
+if TYPE_CHECKING:
+    from ._client import TriggerClient
+
+#: Fields of ``Run.tasks`` entries, in display order (SPEC §3).
+TASK_FIELDS = (
+    "id",
+    "idempotency_key",
+    "cache_key",
+    "display_key",
+    "parent_id",
+    "name",
+    "icon",
+    "status",
+    "attempts",
+    "params",
+    "output",
+    "error",
+    "callback_url",
+    "started_at",
+    "completed_at",
+    "replayed",
+)
+
+
+def iso(ts: float | None) -> str | None:
+    """Epoch seconds → ISO 8601 UTC (what records show users)."""
+    return None if ts is None else _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).isoformat()
+
+
+def last_outcomes(run: dict[str, Any]) -> dict[str, str]:
+    """task id → what the last execution did with it (ran, replayed, failed, retry, waiting)."""
+    history = run.get("history") or []
+    if not history:
+        return {}
+    return {entry[0]: entry[1] for entry in history[-1].get("tasks", [])}
+
+
+def public_task(task: dict[str, Any], outcome: str | None, output: Any) -> dict[str, Any]:
+    view = {name: task.get(name) for name in TASK_FIELDS}
+    view["output"] = output
+    view["started_at"] = iso(task.get("started_at"))
+    view["completed_at"] = iso(task.get("completed_at"))
+    view["replayed"] = outcome == "replayed"
+    view["kind"] = task.get("kind", "task")
+    view["description"] = task.get("description")
+    view["output_properties"] = task.get("output_properties")
+    view["redact"] = task.get("redact")
+    return view
+
+
+class Run:
+    """Handle of one run. Attributes read the store each time, so they are always current."""
+
+    def __init__(self, client: TriggerClient, run_id: str, *, record: dict[str, Any] | None = None) -> None:
+        self._client = client
+        self.id = run_id
+        self._record = record
+        self._quiet = False
+
+    # -- data -----------------------------------------------------------------------------
+    @property
+    def record(self) -> dict[str, Any]:
+        """The raw stored run record (fresh from the store)."""
+        record = self._client.repo.load_run(self.id)
+        if record is None:
+            raise ConfigError(f"Run {self.id} is no longer in the store (forgotten?).")
+        self._record = record
+        return record
+
+    @property
+    def job_id(self) -> str:
+        return str((self._record or self.record)["job_id"])
+
+    @property
+    def status(self) -> str:
+        return str(self.record["status"])
+
+    @property
+    def output(self) -> Any:
+        text = self.record.get("output_json")
+        return None if text is None else json.loads(text)
+
+    @property
+    def error(self) -> dict[str, Any] | None:
+        return self.record.get("error")
+
+    @property
+    def executions(self) -> int:
+        return int(self.record["executions"])
+
+    @property
+    def payload(self) -> Any:
+        return self.record.get("payload")
+
+    @property
+    def tasks(self) -> list[dict[str, Any]]:
+        """Task records in first-seen order (see SPEC §3 for the fields)."""
+        run = self.record
+        outcomes = last_outcomes(run)
+        repo = self._client.repo
+        views = []
+        for task in repo.load_tasks(self.id):
+            views.append(public_task(task, outcomes.get(task["id"]), _task_output(repo, task)))
+        return views
+
+    # -- waiting --------------------------------------------------------------------------
+    async def wait(self, timeout: float | None = None) -> Run:
+        """Wait until the run is finished (SUCCESS, FAILURE, CANCELED, TIMED_OUT).
+
+        Raises :class:`RunTimeoutError` after ``timeout`` seconds (the run goes on).
+        """
+        client = self._client
+        try:
+            await client._host.run_async(client.runner.wait_finished(self.id, timeout))
+        except TimeoutError:
+            raise RunTimeoutError(
+                f"Run {self.id} is still {self.status} after {timeout} s; it goes on in the "
+                "background (wait again, or cancel it)."
+            ) from None
+        return self
+
+    def wait_sync(self, timeout: float | None = None) -> Run:
+        """Blocking :meth:`wait`, usable from sync code and from a notebook cell."""
+        client = self._client
+        try:
+            client._host.run_sync(client.runner.wait_finished(self.id, timeout))
+        except TimeoutError:
+            raise RunTimeoutError(
+                f"Run {self.id} is still {self.status} after {timeout} s; it goes on in the "
+                "background (wait again, or cancel it)."
+            ) from None
+        return self
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Block until finished and return the output; raise if the run did not succeed."""
+        self.wait_sync(timeout)
+        run = self.record
+        if run["status"] == RunStatus.SUCCESS:
+            return self.output
+        if run["status"] == RunStatus.CANCELED:
+            raise RunCanceledError(f"Run {self.id} was canceled.")
+        error = run.get("error") or {}
+        raise RunFailedError(
+            f"Run {self.id} failed: {error.get('name')}: {error.get('message')}", error=error
+        )
+
+    # -- controls -------------------------------------------------------------------------
+    async def retry(self) -> Run:
+        """Execute again: ERRORED tasks run again, completed ones replay."""
+        return await self._client.retry(self.id)
+
+    async def cancel(self) -> Run:
+        return await self._client.cancel(self.id)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in RUN_FINISHED
+
+    # -- views ----------------------------------------------------------------------------
+    def log(self) -> str:
+        """The task log as plain text (executions separated, replayed tasks marked)."""
+        from ._display import render_text
+
+        return render_text(self.record, self._client.repo.load_tasks(self.id), self._client.repo)
+
+    def summary(self) -> str:
+        from ._display import summary_line
+
+        return summary_line(self.record)
+
+    def _repr_html_(self) -> str:
+        from ._display import render_html
+
+        return render_html(self.record, self._client.repo.load_tasks(self.id), self._client.repo)
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(self.summary() if self._quiet else self.log())
+
+    def _ipython_display_(self) -> None:
+        from ._display import show_live
+
+        show_live(self, quiet=self._quiet)
+
+    def __repr__(self) -> str:
+        try:
+            return f"<Run {self.id} job={self.job_id} status={self.status}>"
+        except Exception:
+            return f"<Run {self.id}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Run) and other.id == self.id and other._client is self._client
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+
+def _task_output(repo: Any, task: dict[str, Any]) -> Any:
+    if task.get("output_encoding") == "pickle":
+        import pickle
+
+        data = repo.load_blob(task)
+        return None if data is None else pickle.loads(data)
+    text = task.get("output_json")
+    return None if text is None else json.loads(text)
+
+
+def duration_ms(start: float | None, end: float | None) -> float | None:
+    if start is None:
+        return None
+    return ((end if end is not None else time.time()) - start) * 1000.0

@@ -1,0 +1,15 @@
+"""Storage: the :class:`Store` seam, its backends, and the record layout (:class:`Repository`)."""
+
+from ._base import Store
+from ._memory import MemoryStore
+from ._repository import LEASE_TTL, Repository
+
+
+def open_store(directory: str) -> Store:
+    """Open (creating if needed) the diskcache store in ``directory``."""
+    from ._diskcache import DiskcacheStore  # diskcache is imported only when a store is opened
+
+    return DiskcacheStore(directory)
+
+
+__all__ = ["LEASE_TTL", "MemoryStore", "Repository", "Store", "open_store"]

@@ -1,0 +1,74 @@
+"""The storage seam: a tiny transactional key/value interface that every backend implements.
+
+Values are JSON-compatible Python objects (records); ``blob`` values are raw bytes (pickled
+outputs). Keys are ``/``-separated strings; :meth:`Store.scan` returns every record under a
+prefix in one round trip, which is what lets an execution load all of a run's task records at
+once instead of paying one read per task (SPEC §10, issue 2).
+
+Guarantees every backend must give:
+
+* ``transaction()`` makes everything inside it atomic with respect to other threads *and*
+  other processes opening the same store; transactions may be nested (inner ones join).
+* A write that returned is durable against the writing process being killed.
+* Backend errors surface as :class:`~trigger_nb.StoreError` naming the location and a remedy.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from typing import Any
+
+
+class Store(abc.ABC):
+    """Abstract transactional record store."""
+
+    #: Human-readable location (a directory path, a URL) used in messages.
+    location: str
+
+    @abc.abstractmethod
+    def get(self, key: str) -> Any | None:
+        """The record under ``key``, or ``None``."""
+
+    @abc.abstractmethod
+    def scan(self, prefix: str) -> list[tuple[str, Any]]:
+        """Every ``(key, record)`` whose key starts with ``prefix``, in one round trip."""
+
+    @abc.abstractmethod
+    def put(self, key: str, value: Any) -> None:
+        """Store a JSON-compatible record."""
+
+    @abc.abstractmethod
+    def delete(self, key: str) -> bool:
+        """Delete ``key``; True if it existed."""
+
+    @abc.abstractmethod
+    def get_blob(self, key: str) -> bytes | None:
+        """Raw bytes stored with :meth:`put_blob`, or ``None``."""
+
+    @abc.abstractmethod
+    def put_blob(self, key: str, data: bytes) -> None:
+        """Store raw bytes (large values are streamed to files by the backend)."""
+
+    @abc.abstractmethod
+    def keys(self, prefix: str) -> list[str]:
+        """Every key (records and blobs) under ``prefix``."""
+
+    @abc.abstractmethod
+    def transaction(self) -> AbstractContextManager[None]:
+        """Context manager making the enclosed reads and writes atomic (nestable)."""
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every key under ``prefix`` atomically; returns how many were deleted."""
+        with self.transaction():
+            keys = self.keys(prefix)
+            for key in keys:
+                self.delete(key)
+        return len(keys)
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources (file handles, connections)."""
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys(""))

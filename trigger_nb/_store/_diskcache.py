@@ -1,0 +1,153 @@
+"""The default backend: a diskcache ``Cache`` in the store directory (SPEC §10).
+
+This is the only module that imports diskcache. Records are stored as JSON text (never
+pickled); blobs as bytes (diskcache streams large ones to files). ``eviction_policy="none"``
+because durable records must never be culled to make room.
+
+One deliberate reach below diskcache's public API: :meth:`DiskcacheStore.scan` runs a single
+key-range ``SELECT`` on diskcache's own table and decodes rows with ``Disk.fetch`` — the public
+API has no prefix read, and one query per execution (instead of one ``get`` per task) is what
+makes replay cheap. ``tests/test_store.py`` pins this against the installed diskcache.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import wraps
+from typing import Any, TypeVar
+
+import diskcache
+
+from .._exceptions import StoreError
+from ._base import Store
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_REMEDY = (
+    "Point TRIGGER_NB_DIR (or `%job config --dir PATH`, or TriggerClient(dir=...)) at a "
+    "writable directory"
+)
+
+
+def _store_errors(method: F) -> F:
+    """Turn SQLite and OS errors into StoreError with the path and a remedy."""
+
+    @wraps(method)
+    def wrapper(self: DiskcacheStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except StoreError:
+            raise
+        except (sqlite3.Error, OSError) as exc:
+            raise _explain(self.location, exc) from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _explain(path: str, exc: BaseException) -> StoreError:
+    text = str(exc)
+    if isinstance(exc, sqlite3.DatabaseError) and (
+        "not a database" in text or "malformed" in text or "corrupt" in text
+    ):
+        return StoreError(
+            f"The trigger_nb store at {path!r} is corrupt ({text}). Move the directory "
+            f"aside (keep it if you need to recover runs) and start with a fresh one. {_REMEDY}."
+        )
+    if "readonly" in text or "read-only" in text or getattr(exc, "errno", None) in (
+        errno.EACCES,
+        errno.EPERM,
+        errno.EROFS,
+    ):
+        return StoreError(f"The trigger_nb store at {path!r} is not writable ({text}). {_REMEDY}.")
+    return StoreError(f"The trigger_nb store at {path!r} cannot be used ({text}). {_REMEDY}.")
+
+
+class DiskcacheStore(Store):
+    """A :class:`Store` in a directory, safe to share between threads and processes."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        path = os.path.abspath(os.fspath(directory))
+        self.location = path
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise StoreError(f"The trigger_nb store path {path!r} is not a directory. {_REMEDY}.")
+        try:
+            os.makedirs(path, exist_ok=True)
+        except OSError as exc:
+            raise _explain(path, exc) from exc
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise StoreError(f"The trigger_nb store at {path!r} is not writable. {_REMEDY}.")
+        try:
+            self._cache = diskcache.Cache(
+                path,
+                eviction_policy="none",
+                statistics=False,
+                tag_index=False,
+                timeout=60,  # seconds SQLite waits for another process's write lock
+            )
+            # Touch the database so corruption is reported now, not at the first run.
+            self._cache.get("__probe__")
+        except (sqlite3.Error, OSError) as exc:
+            raise _explain(path, exc) from exc
+        self._fetch = self._cache._disk.fetch
+
+    @_store_errors
+    def get(self, key: str) -> Any | None:
+        raw = self._cache.get(key)
+        if raw is None or isinstance(raw, bytes):
+            return None
+        return json.loads(raw)
+
+    @_store_errors
+    def scan(self, prefix: str) -> list[tuple[str, Any]]:
+        rows = self._cache._sql(
+            "SELECT key, mode, filename, value FROM Cache"
+            " WHERE raw = 1 AND key >= ? AND key < ? ORDER BY rowid",
+            (prefix, prefix + "\U0010ffff"),
+        ).fetchall()
+        out = []
+        for key, mode, filename, value in rows:
+            data = self._fetch(mode, filename, value, False)
+            if isinstance(data, str):
+                out.append((key, json.loads(data)))
+        return out
+
+    @_store_errors
+    def put(self, key: str, value: Any) -> None:
+        self._cache.set(key, json.dumps(value, separators=(",", ":")))
+
+    @_store_errors
+    def delete(self, key: str) -> bool:
+        return bool(self._cache.delete(key))
+
+    @_store_errors
+    def get_blob(self, key: str) -> bytes | None:
+        raw = self._cache.get(key)
+        return raw if isinstance(raw, bytes) else None
+
+    @_store_errors
+    def put_blob(self, key: str, data: bytes) -> None:
+        self._cache.set(key, bytes(data))
+
+    @_store_errors
+    def keys(self, prefix: str) -> list[str]:
+        rows = self._cache._sql(
+            "SELECT key FROM Cache WHERE raw = 1 AND key >= ? AND key < ?",
+            (prefix, prefix + "\U0010ffff"),
+        ).fetchall()
+        return [row[0] for row in rows]
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        try:
+            with self._cache.transact():
+                yield
+        except (sqlite3.Error, OSError) as exc:
+            raise _explain(self.location, exc) from exc
+
+    def close(self) -> None:
+        self._cache.close()

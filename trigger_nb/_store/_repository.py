@@ -1,0 +1,159 @@
+"""Where each kind of record lives in a :class:`Store`, and the multi-record operations on them.
+
+Layout (all values JSON records unless noted)::
+
+    run/{run_id}                     the run record
+    task/{run_id}/{idempotency_key}  one record per task (scanned in one read per execution)
+    blob/{run_id}/{idempotency_key}  bytes: a pickled task output (opt-in, SPEC §4.5)
+    lease/{run_id}                   who executes the run now, until when (SPEC §10)
+    cb/{task_id}                     callback index: task id -> run id + idempotency key
+
+Backend-agnostic: a second backend only implements :class:`Store`.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import time
+from typing import Any
+
+from .._exceptions import RunBusyError
+from ._base import Store
+
+#: A lease not renewed for this long is free (its holder died or hung).
+LEASE_TTL = 60.0
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            # Field 3 is the state; a zombie (Z) or dead (X) process holds nothing.
+            state = fh.read().rsplit(b")", 1)[1].split()[0]
+            return state not in (b"Z", b"X")
+    except FileNotFoundError:
+        return False
+    except OSError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def new_holder_id() -> str:
+    """``host:pid:nonce`` — unique per client, and lets a same-host peer see if we died."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def _holder_dead(holder: str) -> bool:
+    host, _, rest = holder.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    return not _pid_alive(int(pid_text))
+
+
+class Repository:
+    """Typed access to runs, tasks and leases on top of a :class:`Store`."""
+
+    def __init__(self, store: Store, *, holder: str | None = None) -> None:
+        self.store = store
+        self.holder = holder or new_holder_id()
+
+    # -- runs ---------------------------------------------------------------------------
+    def load_run(self, run_id: str) -> dict[str, Any] | None:
+        return self.store.get(f"run/{run_id}")
+
+    def save_run(self, run: dict[str, Any]) -> None:
+        self.store.put(f"run/{run['id']}", run)
+
+    def list_runs(self) -> list[dict[str, Any]]:
+        return [record for _, record in self.store.scan("run/")]
+
+    def forget(self, run_id: str) -> int:
+        """Delete a run and everything under it; returns how many records went."""
+        with self.store.transaction():
+            count = 0
+            for task in self.load_tasks(run_id):
+                count += self.store.delete(f"cb/{task['id']}")
+            for prefix in (f"task/{run_id}/", f"blob/{run_id}/"):
+                count += self.store.delete_prefix(prefix)
+            count += self.store.delete(f"lease/{run_id}")
+            count += self.store.delete(f"run/{run_id}")
+        return count
+
+    # -- tasks --------------------------------------------------------------------------
+    def load_tasks(self, run_id: str) -> list[dict[str, Any]]:
+        """All task records of a run, in first-seen order, in one store read."""
+        tasks = [record for _, record in self.store.scan(f"task/{run_id}/")]
+        tasks.sort(key=lambda t: t.get("seq", 0))
+        return tasks
+
+    def load_task(self, run_id: str, idempotency_key: str) -> dict[str, Any] | None:
+        return self.store.get(f"task/{run_id}/{idempotency_key}")
+
+    def save_task(self, task: dict[str, Any], *, blob: bytes | None = None) -> None:
+        key = f"task/{task['run_id']}/{task['idempotency_key']}"
+        if blob is None and not task.get("callback_secret"):
+            self.store.put(key, task)
+            return
+        with self.store.transaction():
+            self.store.put(key, task)
+            if blob is not None:
+                self.store.put_blob(f"blob/{task['run_id']}/{task['idempotency_key']}", blob)
+            if task.get("callback_secret"):
+                self.store.put(
+                    f"cb/{task['id']}",
+                    {"run_id": task["run_id"], "idempotency_key": task["idempotency_key"]},
+                )
+
+    def delete_task(self, task: dict[str, Any]) -> None:
+        with self.store.transaction():
+            self.store.delete(f"task/{task['run_id']}/{task['idempotency_key']}")
+            self.store.delete(f"blob/{task['run_id']}/{task['idempotency_key']}")
+            self.store.delete(f"cb/{task['id']}")
+
+    def load_blob(self, task: dict[str, Any]) -> bytes | None:
+        return self.store.get_blob(f"blob/{task['run_id']}/{task['idempotency_key']}")
+
+    def find_callback_task(self, task_id: str) -> dict[str, Any] | None:
+        ref = self.store.get(f"cb/{task_id}")
+        if ref is None:
+            return None
+        return self.load_task(ref["run_id"], ref["idempotency_key"])
+
+    # -- leases (SPEC §10: one executing process per run) ---------------------------------
+    def acquire_lease(self, run_id: str, *, ttl: float = LEASE_TTL) -> None:
+        """Take the run's lease or raise :class:`RunBusyError` naming the live holder."""
+        key = f"lease/{run_id}"
+        now = time.time()
+        with self.store.transaction():
+            lease = self.store.get(key)
+            if lease and lease["holder"] != self.holder and lease["expires_at"] > now:
+                if not _holder_dead(lease["holder"]):
+                    raise RunBusyError(
+                        f"Run {run_id} is being executed by another process ({lease['holder']}). "
+                        "Wait for it to finish or suspend (use --wait / run.wait()), or stop that "
+                        f"process; its lease expires by itself within {int(ttl)} s if it died.",
+                        holder=lease["holder"],
+                    )
+            self.store.put(key, {"holder": self.holder, "expires_at": now + ttl})
+
+    def renew_lease(self, run_id: str, *, ttl: float = LEASE_TTL) -> None:
+        key = f"lease/{run_id}"
+        with self.store.transaction():
+            lease = self.store.get(key)
+            if lease is None or lease["holder"] == self.holder:
+                self.store.put(key, {"holder": self.holder, "expires_at": time.time() + ttl})
+
+    def release_lease(self, run_id: str) -> None:
+        key = f"lease/{run_id}"
+        with self.store.transaction():
+            lease = self.store.get(key)
+            if lease is not None and lease["holder"] == self.holder:
+                self.store.delete(key)
