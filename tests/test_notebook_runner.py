@@ -76,7 +76,7 @@ def test_env_cwd_and_allowed_errors(tmp_path: Path) -> None:
     ]
 
 
-def test_kernel_session_shares_state_reports_errors_and_restarts(tmp_path: Path) -> None:
+def test_kernel_session_state_errors_restart_kill_and_close(tmp_path: Path) -> None:
     with KernelSession(cwd=str(tmp_path), env={"TRIGGER_NB_PROBE": "session"}) as session:
         first = session.run("x = 41\nprint('set')")
         second = session.run(
@@ -88,6 +88,9 @@ def test_kernel_session_shares_state_reports_errors_and_restarts(tmp_path: Path)
         session.restart()
         new_pid = session.pid
         after_restart = session.run("print('x' in globals())")
+        os.kill(new_pid, signal.SIGKILL)
+        with pytest.raises(DeadKernelError):
+            session.run("print('unreachable')", timeout=20)
 
     assert (first.stdout, first.text, first.error) == ("set\n", "set\n", None)
     assert [o["output_type"] for o in second.outputs] == ["display_data", "execute_result"]
@@ -101,16 +104,4 @@ def test_kernel_session_shares_state_reports_errors_and_restarts(tmp_path: Path)
     _assert_process_gone(new_pid)
     with pytest.raises(RuntimeError, match="closed"):
         session.run("1")
-
-
-def test_kernel_session_close_kills_and_reports_dead_kernel() -> None:
-    session = KernelSession()
-    try:
-        pid = session.pid
-        os.kill(pid, signal.SIGKILL)
-        with pytest.raises(DeadKernelError):
-            session.run("print('unreachable')", timeout=20)
-    finally:
-        session.close()
-    _assert_process_gone(pid)
     session.close()  # idempotent

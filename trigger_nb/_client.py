@@ -57,6 +57,7 @@ class TriggerClient:
         self._receiver: Any = None
         self._host = LoopHost()
         self._lock = threading.RLock()
+        self._started = False
 
     # -- lazily opened parts --------------------------------------------------------------
     @property
@@ -161,8 +162,9 @@ class TriggerClient:
         if job.serializer not in ("json", "pickle"):
             raise ConfigError(f"serializer must be 'json' or 'pickle', got {job.serializer!r}.")
         self.jobs[job.id] = job
-        if self._runner is not None and self._host.started:
-            self._host.call_soon(self.runner.resume_due)
+        if self._started:  # runs of this job may be waiting in the store: take them now
+            runner = self.runner
+            self._host.call_soon(lambda: (runner.resume_due(), runner.process_wakeups()))
         return job
 
     # -- runs -------------------------------------------------------------------------------
@@ -216,16 +218,22 @@ class TriggerClient:
                     f"Run {run_id} belongs to job {existing['job_id']!r}, not {job_id!r}; "
                     "pick another run id or use --new."
                 )
-        self._ensure_recovered()
+        self._ensure_started()
         return run_id
 
-    _recovered = False
+    def _ensure_started(self) -> None:
+        """Once per client: schedule stored WAITING runs of defined jobs (SPEC §10) and start
+        watching the store for work other processes left (a callback via ``trigger-nb serve``)."""
+        if self._started:
+            return
+        self._started = True
+        runner = self.runner
 
-    def _ensure_recovered(self) -> None:
-        """Once per client: schedule stored WAITING runs whose jobs are defined (SPEC §10)."""
-        if not self._recovered:
-            self._recovered = True
-            self._host.call_soon(self.runner.resume_due)
+        def start() -> None:
+            runner.resume_due()
+            runner.spawn(runner.watch())
+
+        self._host.call_soon(start)
 
     def get_run(self, run_id: str) -> Run:
         """The handle of a stored run; ``ConfigError`` if there is none."""

@@ -72,6 +72,18 @@ def _output_of(task: dict[str, Any]) -> Any:
     return redact_paths(value, (task.get("redact") or {}).get("paths"))
 
 
+def _shows_output(task: dict[str, Any]) -> bool:
+    """Noop tasks (waits, logs) have no meaningful output (v2 §5.1)."""
+    return not task.get("noop") and (
+        task.get("output_json") is not None or task.get("output_encoding") == "pickle"
+    )
+
+
+def _run_output_text(run: dict[str, Any]) -> str:
+    text = run.get("output_json")
+    return "null" if text is None else json.dumps(json.loads(text), ensure_ascii=False)
+
+
 def _short(value: Any, limit: int = 80) -> str:
     text = json.dumps(value, ensure_ascii=False, default=str) if not isinstance(value, str) else value
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -152,16 +164,15 @@ def render_text(run: dict[str, Any], tasks: list[dict[str, Any]], repo: Any = No
                 detail = f"  {err.get('name')}: {_short(err.get('message'), 60)}"
             elif outcome == "waiting":
                 detail = _waiting_detail(task)
-            elif outcome in ("ran", "replayed") and task.get("output_json") is not None:
+            elif outcome in ("ran", "replayed") and _shows_output(task):
                 detail = f"  → {_short(_output_of(task), 50)}"
-            attempt_text = f"attempt {attempts}" if attempts > 1 or outcome != "replayed" else ""
+            attempt_text = f"attempt {attempts}" if attempts > 1 or outcome not in ("replayed", "ran") else ""
             lines.append(
                 f"{indent}{symbol} {task['display_key']:<24} {task['name']:<14} {word:<9}"
                 f" {attempt_text:<10}{detail}".rstrip()
             )
     if run["status"] == "SUCCESS":
-        text = run.get("output_json")
-        lines.append(f"Output: {text if text is not None else 'null'}")
+        lines.append(f"Output: {_run_output_text(run)}")
     error = run.get("error")
     if error and run["status"] == "FAILURE":
         where = f" in task {error['task']!r}" if error.get("task") else ""
@@ -208,7 +219,7 @@ def render_html(run: dict[str, Any], tasks: list[dict[str, Any]], repo: Any = No
             detail = ""
             if task.get("error") and outcome in ("failed", "retry"):
                 detail = f"{task['error'].get('name')}: {task['error'].get('message')}"
-            elif task.get("output_json") is not None:
+            elif _shows_output(task):
                 detail = _short(_output_of(task), 120)
             tcol = STATUS_COLOURS.get(task["status"], "#333")
             out.append(
@@ -224,7 +235,7 @@ def render_html(run: dict[str, Any], tasks: list[dict[str, Any]], repo: Any = No
             f'{esc(str(error.get("stack") or ""))}</pre>'
         )
     elif run["status"] == "SUCCESS":
-        out.append(f"<div>Output: <code>{esc(run.get('output_json') or 'null')}</code></div>")
+        out.append(f"<div>Output: <code>{esc(_run_output_text(run))}</code></div>")
     out.append("</div>")
     return "".join(out)
 
@@ -284,3 +295,17 @@ def show_live(run: Run, *, quiet: bool = False) -> None:
     handle = display(_bundle(run, quiet), raw=True, display_id=True)
     if handle is not None and not run.finished:
         _LiveView(run, handle, quiet)
+
+
+def runs_table(runs: list[dict[str, Any]]) -> str:
+    """A text table of runs (``%job list``, ``trigger-nb runs``), newest first."""
+    if not runs:
+        return "No runs."
+    header = f"{'run id':<30} {'job':<20} {'status':<10} {'exec':>4}  created"
+    lines = [header, "-" * len(header)]
+    for run in runs:
+        created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.get("created_at", 0)))
+        lines.append(
+            f"{run['id']:<30} {run['job_id']:<20} {run['status']:<10} {run.get('executions', 0):>4}  {created}"
+        )
+    return "\n".join(lines)

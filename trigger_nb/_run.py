@@ -47,12 +47,23 @@ def last_outcomes(run: dict[str, Any]) -> dict[str, str]:
     return {entry[0]: entry[1] for entry in history[-1].get("tasks", [])}
 
 
-def public_task(task: dict[str, Any], outcome: str | None, output: Any) -> dict[str, Any]:
+def was_replayed(task: dict[str, Any], outcome: str | None, executions: int) -> bool:
+    """Did the last execution take this task's result from the store?
+
+    A task the last execution did not visit (the child of a replayed parent) counts as
+    replayed when it completed in an earlier execution.
+    """
+    if outcome is not None:
+        return outcome == "replayed"
+    return task.get("status") == "COMPLETED" and (task.get("ran_in") or 0) < executions
+
+
+def public_task(task: dict[str, Any], replayed: bool, output: Any) -> dict[str, Any]:
     view = {name: task.get(name) for name in TASK_FIELDS}
     view["output"] = output
     view["started_at"] = iso(task.get("started_at"))
     view["completed_at"] = iso(task.get("completed_at"))
-    view["replayed"] = outcome == "replayed"
+    view["replayed"] = replayed
     view["kind"] = task.get("kind", "task")
     view["description"] = task.get("description")
     view["output_properties"] = task.get("output_properties")
@@ -112,7 +123,8 @@ class Run:
         repo = self._client.repo
         views = []
         for task in repo.load_tasks(self.id):
-            views.append(public_task(task, outcomes.get(task["id"]), _task_output(repo, task)))
+            replayed = was_replayed(task, outcomes.get(task["id"]), run["executions"])
+            views.append(public_task(task, replayed, _task_output(repo, task)))
         return views
 
     # -- waiting --------------------------------------------------------------------------

@@ -241,8 +241,8 @@ def _check_size(size: int, limit: int, encoding: str, cache_key: str) -> None:
         raise TaskOutputError(
             f"{_task_label(cache_key)} returned an output of {size:,} bytes ({encoding}), over "
             f"the limit of {limit:,} bytes ({limit / 1024 / 1024:g} MiB). Return less data "
-            "(for example write it to a file and return the path), or raise the output size "
-            "limit in the trigger_nb configuration."
+            "(for example write it to a file and return the path), or raise the limit: "
+            "TriggerClient(output_limit=...)."
         )
 
 

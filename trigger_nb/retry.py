@@ -157,8 +157,9 @@ def _delay_ms(options: Mapping[str, Any], attempts: int, r: float) -> float | No
     raw = r * max(options["min_timeout_in_ms"], 1) * growth
     if not math.isfinite(raw):
         return float(options["max_timeout_in_ms"])
+    cap: float = options["max_timeout_in_ms"]
     # The random factor applies before the cap: max_timeout_in_ms is a hard ceiling.
-    return min(js_round(raw), options["max_timeout_in_ms"])
+    return min(js_round(raw), cap)
 
 
 def calculate_retry_at(

@@ -822,3 +822,5 @@ def test_body_filter_is_the_event_filter_on_json_bodies(
     matched = response_filter_matches(response(body=body), {"body": body_filter})
     expected = not isinstance(body, str) and event_filter_matches(body, body_filter)
     assert matched is expected
+    # Even the empty body filter needs a JSON body (v2: response.json() threw).
+    assert response_filter_matches(response(body=body), {"body": {}}) is not isinstance(body, str)

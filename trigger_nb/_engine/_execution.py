@@ -72,6 +72,9 @@ class TaskSpec:
     kind: str = "task"
     #: For callback tasks: replaces the function call with ``fn(url)`` (wait_for_request).
     pass_url_only: bool = False
+    #: A background operation (fetch, poll): ``async operation(ctx) -> output`` runs on the
+    #: home loop while the task WAITS; its result completes the task like a callback POST.
+    operation: Callable[[Any], Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -147,6 +150,7 @@ class Execution:
         output_limit: int = DEFAULT_OUTPUT_LIMIT,
         default_serializer: str = "json",
         callback_url: Callable[[str, str], str] | None = None,
+        start_operation: Callable[[dict[str, Any], Callable[[Any], Any]], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.run = run
@@ -158,6 +162,7 @@ class Execution:
         self.output_limit = output_limit
         self.default_serializer = default_serializer
         self.make_callback_url = callback_url
+        self.start_operation = start_operation
         self.clock = clock
         self.records: dict[str, dict[str, Any]] = {t["idempotency_key"]: t for t in tasks}
         self._next_seq = max((t.get("seq", 0) for t in tasks), default=0) + 1
@@ -227,6 +232,10 @@ class Execution:
                 record["delay_until"] = spec.delay_until
                 self._save(record)
                 self._suspend(record, spec.delay_until, "delay")
+            if spec.operation is not None:
+                advance_task(record, TaskStatus.WAITING)
+                record["operation_pending"] = True
+                return self._begin_operation(spec, record)
             if spec.callback and spec.callback.get("enabled", True):
                 advance_task(record, TaskStatus.WAITING)
                 self._arm_callback(record, spec.callback, now)
@@ -237,6 +246,8 @@ class Execution:
         else:
             status = record["status"]
             if status == TaskStatus.WAITING:
+                if record.get("operation_pending") and spec.operation is not None:
+                    return self._begin_operation(spec, record)
                 if record.get("callback_secret") and record.get("callback_pending"):
                     timeout_at = record.get("callback_timeout_at")
                     if timeout_at is not None and timeout_at <= now:
@@ -420,8 +431,20 @@ class Execution:
                 current_parent.reset(token)
             if handle.output_properties is not None:
                 record["output_properties"] = handle.output_properties
-                self._save(record)
+                # Only while still waiting: the POST may already have completed it.
+                self.repo.update_task(
+                    record, lambda stored: stored["status"] == TaskStatus.WAITING, {"output_properties": handle.output_properties}
+                )
         self._suspend(record, record.get("callback_timeout_at"), "callback")
+
+    def _begin_operation(self, spec: TaskSpec, record: dict[str, Any]) -> Any:
+        """Persist the waiting task, hand its operation to the runner, suspend (v2 §5.4)."""
+        self._save(record)
+        if self.start_operation is None:
+            raise RuntimeError("background operations need a runner")
+        assert spec.operation is not None
+        self.start_operation(record, spec.operation)
+        self._suspend(record, None, "operation")
 
     # -- helpers ------------------------------------------------------------------------
     def _new_record(

@@ -135,6 +135,7 @@ class Runner:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._changed: dict[str, asyncio.Event] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        self._operations: dict[str, asyncio.Task[Any]] = {}
 
     # -- executing ------------------------------------------------------------------------
     async def execute(self, run_id: str, *, busy_timeout: float | None = None) -> dict[str, Any]:
@@ -145,23 +146,29 @@ class Runner:
         another process holds the run, wait up to this long for it (``None``: raise
         :class:`RunBusyError` at once).
         """
-        lock = self._locks.setdefault(run_id, asyncio.Lock())
-        async with lock:
-            run = self.repo.load_run(run_id)
-            if run is None:
-                raise ConfigError(f"No run {run_id!r} in the store at {self.repo.store.location}.")
-            job = self.jobs.get(run["job_id"])
-            if job is None:
-                raise ConfigError(
-                    f"Run {run_id} belongs to job {run['job_id']!r}, which is not defined in this "
-                    "process: execute the job's cell (or define_job) first."
-                )
-            self._cancel_timer(run_id)
-            await self._acquire_lease(run_id, busy_timeout)
-            try:
-                return await self._execute_leased(run_id, job)
-            finally:
-                self.repo.release_lease(run_id)
+        async with self._lock(run_id):
+            self.repo.clear_wake(run_id)
+            return await self._execute_locked(run_id, busy_timeout)
+
+    def _lock(self, run_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(run_id, asyncio.Lock())
+
+    async def _execute_locked(self, run_id: str, busy_timeout: float | None) -> dict[str, Any]:
+        run = self.repo.load_run(run_id)
+        if run is None:
+            raise ConfigError(f"No run {run_id!r} in the store at {self.repo.store.location}.")
+        job = self.jobs.get(run["job_id"])
+        if job is None:
+            raise ConfigError(
+                f"Run {run_id} belongs to job {run['job_id']!r}, which is not defined in this "
+                "process: execute the job's cell (or define_job) first."
+            )
+        self._cancel_timer(run_id)
+        await self._acquire_lease(run_id, busy_timeout)
+        try:
+            return await self._execute_leased(run_id, job)
+        finally:
+            self.repo.release_lease(run_id)
 
     async def _acquire_lease(self, run_id: str, busy_timeout: float | None) -> None:
         deadline = None if busy_timeout is None else time.monotonic() + busy_timeout
@@ -201,6 +208,7 @@ class Runner:
             output_limit=self.output_limit,
             default_serializer=job.serializer,
             callback_url=self.callback_url,
+            start_operation=lambda record, operation: self.start_operation(record, operation),
         )
         execution.io = self.make_io(execution, job)
         self.bus.emit(Notice("execution", run_id, data={"event": "start", "n": execution.number}))
@@ -325,14 +333,20 @@ class Runner:
         return task
 
     async def resume(self, run_id: str) -> dict[str, Any] | None:
-        """Execute a WAITING run now (a due timer, a callback, ``%job resume``)."""
-        run = self.repo.load_run(run_id)
-        if run is None or run["status"] != RunStatus.WAITING:
-            return run
-        if run["job_id"] not in self.jobs:
-            return run  # picked up when its cell is executed again
+        """Execute a WAITING run now (a due timer, a callback, ``%job resume``).
+
+        Takes the run's lock *before* looking at its status: a callback that lands while an
+        execution is still under way must resume the run once that execution has suspended.
+        """
         try:
-            return await self.execute(run_id)
+            async with self._lock(run_id):
+                run = self.repo.load_run(run_id)
+                if run is None or run["status"] != RunStatus.WAITING:
+                    return run
+                if run["job_id"] not in self.jobs:
+                    return run  # picked up when its cell is executed again
+                self.repo.clear_wake(run_id)
+                return await self._execute_locked(run_id, None)
         except RunBusyError:
             self.schedule(run_id, time.time() + 1.0)  # the other process will finish or die
         except Exception:
@@ -350,6 +364,32 @@ class Runner:
                     self.schedule(run["id"], run["wake_at"])
                     count += 1
         return count
+
+    def process_wakeups(self) -> int:
+        """Resume runs that another process marked for wake-up (a callback stored by
+        ``trigger-nb serve``, another kernel). Returns how many were taken."""
+        taken = 0
+        for run_id in self.repo.pending_wakes():
+            run = self.repo.load_run(run_id)
+            if run is None:
+                self.repo.clear_wake(run_id)
+                continue
+            if run["job_id"] not in self.jobs:
+                continue  # another process (or a later cell) will take it
+            self.repo.clear_wake(run_id)
+            self._cancel_timer(run_id)
+            self.spawn(self.resume(run_id))
+            taken += 1
+        return taken
+
+    async def watch(self, interval: float = 0.5) -> None:
+        """Every ``interval`` seconds: take wake-up markers and due runs (runs forever)."""
+        while True:
+            try:
+                self.process_wakeups()
+            except Exception:
+                log.exception("trigger_nb: watching the store failed")
+            await asyncio.sleep(interval)
 
     def _cancel_requested(self, run_id: str) -> bool:
         stored = self.repo.load_run(run_id)
@@ -387,37 +427,116 @@ class Runner:
                 self._save_run(run)
             return run
 
-    # -- callbacks (called from the receiver's thread) ------------------------------------
-    def complete_callback(self, task_id: str, secret: str, body: Any) -> str:
-        """Resolve a waiting callback task with ``body``: first POST wins (SPEC §9).
+    # -- completing waiting tasks from outside (callbacks, operations, events) -------------
+    def resolve_task(
+        self,
+        run_id: str,
+        idempotency_key: str,
+        *,
+        output: Any = None,
+        error: BaseException | None = None,
+        pending_flag: str,
+        resolved_by: str,
+        check: Callable[[dict[str, Any]], str | None] | None = None,
+    ) -> str:
+        """Complete (or fail, with ``error``) a WAITING task; the first resolution wins.
 
-        Returns ``"accepted"``, ``"already"``, ``"not_found"`` or ``"timed_out"``. Thread-safe:
-        the store transaction serialises racing POSTs; the run is resumed on the home loop.
+        ``pending_flag`` names what the task waits for (``callback_pending``,
+        ``operation_pending``); ``check(task)`` may veto with a reason. Returns
+        ``"accepted"``, ``"already"``, ``"not_found"`` or the veto. Thread-safe: the store
+        transaction serialises racing resolutions; the run resumes on the home loop.
         """
         now = time.time()
         with self.repo.store.transaction():
-            task = self.repo.find_callback_task(task_id)
-            if task is None or not hmac.compare_digest(
-                str(task.get("callback_secret", "")).encode(), secret.encode()
-            ):
+            task = self.repo.load_task(run_id, idempotency_key)
+            if task is None:
                 return "not_found"
-            if task["status"] != TaskStatus.WAITING or not task.get("callback_pending"):
-                error = task.get("error") or {}
-                if task["status"] == TaskStatus.ERRORED and error.get("message") == CALLBACK_TIMEOUT_MESSAGE:
-                    return "timed_out"
+            if check is not None:
+                veto = check(task)
+                if veto is not None:
+                    return veto
+            if task["status"] != TaskStatus.WAITING or not task.get(pending_flag):
                 return "already"
-            timeout_at = task.get("callback_timeout_at")
-            if timeout_at is not None and timeout_at <= now:
-                return "timed_out"
-            task["output_json"] = json.dumps(body, separators=(",", ":"))
-            task["output_encoding"] = "json"
-            advance_task(task, TaskStatus.COMPLETED)
+            if error is None:
+                try:
+                    encoded = encode_output(output, cache_key=task["display_key"])
+                except TaskOutputError as exc:
+                    error = exc
+            if error is None:
+                task["output_json"] = encoded.data
+                task["output_encoding"] = "json"
+                advance_task(task, TaskStatus.COMPLETED)
+            else:
+                task["error"] = error_record(error)
+                advance_task(task, TaskStatus.ERRORED)
             task["completed_at"] = now
-            task["callback_pending"] = False
-            task["resolved_by"] = "callback"
+            task[pending_flag] = False
+            task["resolved_by"] = resolved_by
             self.repo.save_task(task)
-        self.host.call_soon(self._resume_soon, task["run_id"])
+            # Durable: if no process here runs this job (e.g. `trigger-nb serve`), the kernel
+            # that does finds the marker within a second (SPEC §9).
+            self.repo.mark_wake(run_id, now)
+        if self.bus.active:
+            self.bus.emit(Notice("task", run_id, task=task))
+        self.host.call_soon(self._resume_soon, run_id)
         return "accepted"
+
+    def complete_callback(self, task_id: str, secret: str, body: Any) -> str:
+        """Resolve a waiting callback task with ``body``: first POST wins (SPEC §9).
+
+        Returns ``"accepted"``, ``"already"``, ``"not_found"`` or ``"timed_out"``.
+        """
+        ref = self.repo.store.get(f"cb/{task_id}")
+        if ref is None:
+            return "not_found"
+
+        def check(task: dict[str, Any]) -> str | None:
+            if not hmac.compare_digest(str(task.get("callback_secret", "")).encode(), secret.encode()):
+                return "not_found"
+            if task["status"] == TaskStatus.ERRORED and (task.get("error") or {}).get(
+                "message"
+            ) == CALLBACK_TIMEOUT_MESSAGE:
+                return "timed_out"
+            timeout_at = task.get("callback_timeout_at")
+            if task.get("callback_pending") and timeout_at is not None and timeout_at <= time.time():
+                return "timed_out"
+            return None
+
+        return self.resolve_task(
+            ref["run_id"],
+            ref["idempotency_key"],
+            output=body,
+            pending_flag="callback_pending",
+            resolved_by="callback",
+            check=check,
+        )
+
+    def start_operation(self, record: dict[str, Any], operation: Callable[[Any], Any]) -> None:
+        """Run a task's background operation on the home loop, unless already running here."""
+        task_id = record["id"]
+        if task_id in self._operations:
+            return
+        context = OperationContext(self, dict(record))
+        self._operations[task_id] = self.spawn(self._run_operation(context, operation))
+
+    async def _run_operation(self, context: OperationContext, operation: Callable[[Any], Any]) -> None:
+        task = context.task
+        output: Any = None
+        error: BaseException | None = None
+        try:
+            output = await operation(context)
+        except Exception as exc:  # the operation failed: the task errors (after its own retries)
+            error = exc
+        finally:
+            self._operations.pop(task["id"], None)
+        self.resolve_task(
+            task["run_id"],
+            task["idempotency_key"],
+            output=output,
+            error=error,
+            pending_flag="operation_pending",
+            resolved_by="operation",
+        )
 
     def _resume_soon(self, run_id: str) -> None:
         self._cancel_timer(run_id)
@@ -453,3 +572,51 @@ class Runner:
         self._timers.clear()
         for task in list(self._background):
             task.cancel()
+
+
+class OperationContext:
+    """Handed to a background operation: the task record and a way to log attempts.
+
+    ``record_attempt(params)`` stores a completed child entry under the task (a poll attempt,
+    a fetch retry) so the log shows each one as it happens.
+    """
+
+    def __init__(self, runner: Runner, task: dict[str, Any]) -> None:
+        self.runner = runner
+        self.task = task
+        self.attempts = 0
+
+    def record_attempt(self, name: str, params: Any, *, status: str = TaskStatus.COMPLETED) -> dict[str, Any]:
+        from .._keys import idempotency_key, task_id_for
+
+        self.attempts += 1
+        task = self.task
+        key = idempotency_key(task["run_id"], task["id"], ["attempt", self.attempts])
+        now = time.time()
+        record = {
+            "id": task_id_for(key),
+            "run_id": task["run_id"],
+            "idempotency_key": key,
+            "cache_key": ["attempt", self.attempts],
+            "display_key": f"attempt-{self.attempts}",
+            "parent_id": task["id"],
+            "name": name,
+            "icon": None,
+            "kind": "attempt",
+            "noop": True,
+            "status": status,
+            "attempts": 1,
+            "seq": task.get("seq", 0) + self.attempts / 100000,
+            "params": params,
+            "started_at": now,
+            "completed_at": now,
+            "output_json": None,
+            "output_encoding": None,
+            "error": None,
+            "callback_url": None,
+            "background": True,
+        }
+        self.runner.repo.save_task(record)
+        if self.runner.bus.active:
+            self.runner.bus.emit(Notice("task", task["run_id"], task=record))
+        return record

@@ -75,8 +75,9 @@ class _RequestHandler(tornado.web.RequestHandler):
         declared = self.request.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > self._max_body_bytes + _DISCARD_BYTES:
             # Not worth reading even to throw away. The stand-in body only needs the length
-            # that makes the pure layer answer 413 (after its 404/405/401 checks); tornado
-            # closes the connection after this response as the body stays unread.
+            # that makes the pure layer answer 413 (after its 404/405/401 checks). Raising
+            # tornado's limit to the announced size keeps it from writing its own bare 400
+            # after ours; it then closes the connection, as the body stays unread.
             if isinstance(connection, HTTP1Connection):
                 connection.set_max_body_size(int(declared))
             self._send(self._handle(bytes(self._max_body_bytes + 1)), close_connection=True)
@@ -114,7 +115,8 @@ class _RequestHandler(tornado.web.RequestHandler):
         self.finish(payload)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
-        # tornado's own errors come here before the body is read, so the connection closes.
+        # tornado's own errors (a method it does not dispatch, a bug in this class) may come
+        # before the body is read, when tornado closes the connection: always say so.
         if status_code == 405:
             # A method outside SUPPORTED_METHODS (TRACE, PROPFIND…): the pure layer still
             # decides, giving 404 for an unknown path or 405 with the route's Allow header.

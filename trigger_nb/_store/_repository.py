@@ -6,6 +6,7 @@ Layout (all values JSON records unless noted)::
     task/{run_id}/{idempotency_key}  one record per task (scanned in one read per execution)
     blob/{run_id}/{idempotency_key}  bytes: a pickled task output (opt-in, SPEC §4.5)
     lease/{run_id}                   who executes the run now, until when (SPEC §10)
+    wake/{run_id}                    "resume me": a task was resolved, maybe by another process
     cb/{task_id}                     callback index: task id -> run id + idempotency key
 
 Backend-agnostic: a second backend only implements :class:`Store`.
@@ -17,6 +18,7 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .._exceptions import RunBusyError
@@ -84,6 +86,7 @@ class Repository:
             for prefix in (f"task/{run_id}/", f"blob/{run_id}/"):
                 count += self.store.delete_prefix(prefix)
             count += self.store.delete(f"lease/{run_id}")
+            self.store.delete(f"wake/{run_id}")
             count += self.store.delete(f"run/{run_id}")
         return count
 
@@ -112,6 +115,21 @@ class Repository:
                     {"run_id": task["run_id"], "idempotency_key": task["idempotency_key"]},
                 )
 
+    def update_task(
+        self,
+        task: dict[str, Any],
+        condition: Callable[[dict[str, Any]], bool],
+        changes: dict[str, Any],
+    ) -> bool:
+        """Atomically apply ``changes`` to the stored task if ``condition(stored)`` holds."""
+        with self.store.transaction():
+            stored = self.load_task(task["run_id"], task["idempotency_key"])
+            if stored is None or not condition(stored):
+                return False
+            stored.update(changes)
+            self.store.put(f"task/{task['run_id']}/{task['idempotency_key']}", stored)
+            return True
+
     def delete_task(self, task: dict[str, Any]) -> None:
         with self.store.transaction():
             self.store.delete(f"task/{task['run_id']}/{task['idempotency_key']}")
@@ -126,6 +144,16 @@ class Repository:
         if ref is None:
             return None
         return self.load_task(ref["run_id"], ref["idempotency_key"])
+
+    # -- wake-up markers (cross-process resumption) ---------------------------------------
+    def mark_wake(self, run_id: str, at: float) -> None:
+        self.store.put(f"wake/{run_id}", {"at": at})
+
+    def clear_wake(self, run_id: str) -> None:
+        self.store.delete(f"wake/{run_id}")
+
+    def pending_wakes(self) -> list[str]:
+        return [key.split("/", 1)[1] for key in self.store.keys("wake/")]
 
     # -- leases (SPEC §10: one executing process per run) ---------------------------------
     def acquire_lease(self, run_id: str, *, ttl: float = LEASE_TTL) -> None:
