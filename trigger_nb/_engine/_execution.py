@@ -75,6 +75,11 @@ class TaskSpec:
     #: A background operation (fetch, poll): ``async operation(ctx) -> output`` runs on the
     #: home loop while the task WAITS; its result completes the task like a callback POST.
     operation: Callable[[Any], Any] | None = None
+    #: An external wait: ``{"timeout_in_seconds": float, "register": fn(record)}``. The task
+    #: WAITS (``external_pending``) until someone calls ``Runner.resolve_task(...,
+    #: pending_flag="external_pending")``; ``register`` is called on every execution that
+    #: reaches the waiting task (idempotent: it may resolve at once, e.g. an event lookback).
+    external: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -225,8 +230,14 @@ class Execution:
         self, spec: TaskSpec, record: dict[str, Any] | None, key: str, parent_id: str | None
     ) -> Any:
         now = self.clock()
-        if record is None:
+        if record is not None and record["status"] == TaskStatus.CANCELED:
+            # v2 §2.5: a canceled task asked for again is re-opened with the new-task rules
+            # (a wait gets a new deadline, a callback a new URL); it keeps its place in the log.
+            record = self._new_record(spec, key, parent_id, now, seq=record.get("seq"))
+            record["status"] = TaskStatus.CANCELED
+        elif record is None:
             record = self._new_record(spec, key, parent_id, now)
+        if record["status"] in (None, TaskStatus.CANCELED):
             if spec.delay_until is not None and spec.delay_until > now:
                 advance_task(record, TaskStatus.WAITING)
                 record["delay_until"] = spec.delay_until
@@ -236,6 +247,13 @@ class Execution:
                 advance_task(record, TaskStatus.WAITING)
                 record["operation_pending"] = True
                 return self._begin_operation(spec, record)
+            if spec.external is not None:
+                advance_task(record, TaskStatus.WAITING)
+                record["external_pending"] = True
+                timeout = float(spec.external.get("timeout_in_seconds", 3600))
+                record["external_timeout_at"] = now + timeout if timeout > 0 else None
+                self._save(record)
+                return self._await_external(spec, record, parse_output=spec.parse_output)
             if spec.callback and spec.callback.get("enabled", True):
                 advance_task(record, TaskStatus.WAITING)
                 self._arm_callback(record, spec.callback, now)
@@ -248,6 +266,12 @@ class Execution:
             if status == TaskStatus.WAITING:
                 if record.get("operation_pending") and spec.operation is not None:
                     return self._begin_operation(spec, record)
+                if record.get("external_pending"):
+                    timeout_at = record.get("external_timeout_at")
+                    if timeout_at is not None and timeout_at <= now:
+                        message = (spec.external or {}).get("timeout_message", CALLBACK_TIMEOUT_MESSAGE)
+                        return self._fail(record, CallbackTimeoutError(message))
+                    return self._await_external(spec, record, parse_output=spec.parse_output)
                 if record.get("callback_secret") and record.get("callback_pending"):
                     timeout_at = record.get("callback_timeout_at")
                     if timeout_at is not None and timeout_at <= now:
@@ -262,7 +286,7 @@ class Execution:
                 advance_task(record, TaskStatus.RUNNING)
                 if record.pop("retry_at", None) is not None:
                     record["attempts"] += 1
-            elif status in (TaskStatus.ERRORED, TaskStatus.CANCELED, TaskStatus.PENDING):
+            elif status in (TaskStatus.ERRORED, TaskStatus.PENDING):
                 advance_task(record, TaskStatus.RUNNING)
                 record["attempts"] += 1 if status == TaskStatus.ERRORED else 0
                 record["error"] = None
@@ -437,6 +461,24 @@ class Execution:
                 )
         self._suspend(record, record.get("callback_timeout_at"), "callback")
 
+    def _await_external(
+        self, spec: TaskSpec, record: dict[str, Any], *, parse_output: Callable[[Any], Any] | None
+    ) -> Any:
+        """(Re-)register an external wait; return at once if that resolved it, else suspend."""
+        register = (spec.external or {}).get("register")
+        if register is not None:
+            register(dict(record))
+            stored = self.repo.load_task(self.run_id, record["idempotency_key"])
+            if stored is not None and stored["status"] == TaskStatus.COMPLETED:
+                self.records[record["idempotency_key"]] = stored
+                self.journal.append([stored["id"], "ran", stored["attempts"]])
+                return self._stored_output(stored, parse_output)
+            if stored is not None and stored["status"] == TaskStatus.ERRORED:
+                self.records[record["idempotency_key"]] = stored
+                self.journal.append([stored["id"], "failed", stored["attempts"]])
+                raise self._task_error(stored, None)
+        self._suspend(record, record.get("external_timeout_at"), "external")
+
     def _begin_operation(self, spec: TaskSpec, record: dict[str, Any]) -> Any:
         """Persist the waiting task, hand its operation to the runner, suspend (v2 §5.4)."""
         self._save(record)
@@ -448,10 +490,11 @@ class Execution:
 
     # -- helpers ------------------------------------------------------------------------
     def _new_record(
-        self, spec: TaskSpec, key: str, parent_id: str | None, now: float
+        self, spec: TaskSpec, key: str, parent_id: str | None, now: float, *, seq: int | None = None
     ) -> dict[str, Any]:
-        seq = self._next_seq
-        self._next_seq += 1
+        if seq is None:
+            seq = self._next_seq
+            self._next_seq += 1
         cache_key = spec.cache_key
         record: dict[str, Any] = {
             "id": task_id_for(key),

@@ -254,11 +254,17 @@ class Runner:
         now = time.time()
         if outcome == "success":
             try:
-                encoded = encode_output(value, serializer="json", cache_key="the run's return value")
+                encoded = encode_output(value, serializer="json", limit=self.output_limit)
                 run["output_json"] = encoded.data
                 advance_run(run, RunStatus.SUCCESS)
             except TaskOutputError as exc:
-                outcome, value = "failure", exc
+                # The run's output is always JSON (SPEC §2): --pickle applies to task outputs only.
+                reason = str(exc).split(":", 1)[-1].strip()
+                outcome, value = "failure", TaskOutputError(
+                    f"The job's return value cannot be stored as JSON ({reason}). Return JSON data "
+                    "(dicts, lists, strings, numbers, booleans, None); keep other objects in task "
+                    "outputs with serializer='pickle'."
+                )
         if outcome == "failure":
             if isinstance(value, TaskError):
                 run["error"] = {**value.error, "task": value.task.get("display_key")}

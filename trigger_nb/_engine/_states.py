@@ -11,7 +11,8 @@ Task lifecycle (SPEC §4.2, v2 §2.7)::
       │         └─────► WAITING (retry due later) ─► RUNNING
       ├────► WAITING (delay, callback, event) ─► RUNNING | COMPLETED | ERRORED
       └────► COMPLETED (noop tasks)
-    any unfinished ─► CANCELED (run canceled) ─► RUNNING | WAITING (re-opened, as v2)
+    any unfinished ─► CANCELED (run canceled) ─► RUNNING | WAITING | COMPLETED (re-opened
+                                                 with the new-task rules, as v2 §2.5)
     ERRORED ─► RUNNING  (a manual retry of a failed run re-runs it: deliberate fix of v2 #912)
 
 Run lifecycle::
@@ -57,7 +58,7 @@ TASK_TRANSITIONS: dict[str | None, frozenset[str]] = {
     T.RUNNING: frozenset({T.COMPLETED, T.ERRORED, T.WAITING, T.CANCELED}),
     T.WAITING: frozenset({T.RUNNING, T.COMPLETED, T.ERRORED, T.CANCELED}),
     T.ERRORED: frozenset({T.RUNNING}),
-    T.CANCELED: frozenset({T.RUNNING, T.WAITING}),
+    T.CANCELED: frozenset({T.RUNNING, T.WAITING, T.COMPLETED}),
     T.COMPLETED: frozenset(),
 }
 

@@ -1,0 +1,149 @@
+"""The storage layer: diskcache backend, memory backend, repository layout, leases."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import diskcache
+import pytest
+
+from trigger_nb import RunBusyError, StoreError
+from trigger_nb._store import MemoryStore, Repository, open_store
+from trigger_nb._store._diskcache import DiskcacheStore
+
+
+@pytest.fixture(params=["disk", "memory"])
+def store(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
+    s = DiskcacheStore(tmp_path / "s") if request.param == "disk" else MemoryStore()
+    yield s
+    s.close()
+
+
+def test_put_get_delete_roundtrip(store) -> None:  # type: ignore[no-untyped-def]
+    store.put("run/a", {"x": [1, 2], "s": "é"})
+    assert store.get("run/a") == {"x": [1, 2], "s": "é"}
+    assert store.delete("run/a") is True
+    assert store.delete("run/a") is False
+    assert store.get("run/a") is None
+
+
+def test_scan_returns_exactly_the_prefix_in_one_read(store) -> None:  # type: ignore[no-untyped-def]
+    for i in range(5):
+        store.put(f"task/r1/{i}", {"i": i})
+    store.put("task/r10/x", {"i": 99})  # shares the textual prefix "task/r1" but not "task/r1/"
+    store.put("task/r2/x", {"i": 100})
+    found = sorted(record["i"] for _, record in store.scan("task/r1/"))
+    assert found == [0, 1, 2, 3, 4]
+
+
+def test_scan_reads_large_values_stored_in_files(tmp_path: Path) -> None:
+    # diskcache moves values over 32 KiB to files: scan must decode those rows too.
+    store = DiskcacheStore(tmp_path / "s")
+    big = {"blob": "x" * 200_000}
+    store.put("task/r/big", big)
+    store.put("task/r/small", {"a": 1})
+    assert dict(store.scan("task/r/")) == {"task/r/big": big, "task/r/small": {"a": 1}}
+    store.close()
+
+
+def test_blobs_and_prefix_delete(store) -> None:  # type: ignore[no-untyped-def]
+    store.put_blob("blob/r/k", b"\x00\x01" * 100_000)
+    store.put("task/r/k", {"a": 1})
+    assert store.get_blob("blob/r/k") == b"\x00\x01" * 100_000
+    assert store.get("blob/r/k") is None  # a blob is not a record
+    assert store.delete_prefix("blob/r/") == 1
+    assert store.get_blob("blob/r/k") is None
+
+
+def test_diskcache_store_never_evicts(tmp_path: Path) -> None:
+    store = DiskcacheStore(tmp_path / "s")
+    cache = diskcache.Cache(str(tmp_path / "s"))
+    assert cache.eviction_policy == "none"
+    cache.close()
+    store.close()
+
+
+def test_transactions_are_atomic_across_processes(tmp_path: Path) -> None:
+    """Two processes increment one counter 200 times each inside transactions: no lost update."""
+    path = str(tmp_path / "s")
+    DiskcacheStore(path).put("counter", {"n": 0})
+    code = (
+        "import sys; from trigger_nb._store._diskcache import DiskcacheStore\n"
+        f"s = DiskcacheStore({path!r})\n"
+        "for _ in range(200):\n"
+        "    with s.transaction():\n"
+        "        n = s.get('counter')['n']; s.put('counter', {'n': n + 1})\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(2)]
+    for proc in procs:
+        assert proc.wait(timeout=60) == 0
+    assert DiskcacheStore(path).get("counter") == {"n": 400}
+
+
+@pytest.mark.parametrize("case", ["file", "under-file", "corrupt", "proc"])
+def test_unusable_store_gives_store_error_with_path_and_remedy(tmp_path: Path, case: str) -> None:
+    if case == "file":
+        target = tmp_path / "afile"
+        target.write_text("x")
+    elif case == "under-file":
+        (tmp_path / "afile").write_text("x")
+        target = tmp_path / "afile" / "store"
+    elif case == "corrupt":
+        target = tmp_path / "corrupt"
+        target.mkdir()
+        (target / "cache.db").write_bytes(b"this is not a database" * 100)
+    else:
+        target = Path("/proc/trigger_nb_store_test")
+    with pytest.raises(StoreError) as info:
+        open_store(str(target))
+    message = str(info.value)
+    assert str(target) in message
+    assert "TRIGGER_NB_DIR" in message or "fresh" in message
+
+
+def test_repository_loads_tasks_in_first_seen_order(tmp_path: Path) -> None:
+    repo = Repository(MemoryStore())
+    for seq, key in enumerate(["c", "a", "b"], start=1):
+        repo.save_task({"id": key, "run_id": "r", "idempotency_key": key, "seq": seq})
+    assert [t["id"] for t in repo.load_tasks("r")] == ["c", "a", "b"]
+
+
+def test_forget_deletes_every_record_of_a_run() -> None:
+    store = MemoryStore()
+    repo = Repository(store)
+    repo.save_run({"id": "r", "status": "SUCCESS"})
+    repo.save_task(
+        {"id": "t", "run_id": "r", "idempotency_key": "k", "seq": 1, "callback_secret": "s"}
+    )
+    store.put_blob("blob/r/k", b"x")
+    repo.save_run({"id": "other", "status": "SUCCESS"})
+    assert repo.forget("r") >= 4
+    assert store.keys("") == ["run/other"]
+
+
+def test_lease_busy_for_a_live_holder_free_for_a_dead_one(tmp_path: Path) -> None:
+    store = MemoryStore()
+    mine, theirs = Repository(store), Repository(store)
+    mine.acquire_lease("r")
+    with pytest.raises(RunBusyError) as info:
+        theirs.acquire_lease("r")
+    assert info.value.holder == mine.holder
+    mine.release_lease("r")
+    theirs.acquire_lease("r")  # free once released
+
+    # A holder on this host whose process is gone holds nothing, even before expiry.
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    dead = Repository(store, holder=f"{os.uname().nodename}:{proc.pid}:dead")
+    store.put("lease/r2", {"holder": dead.holder, "expires_at": time.time() + 60})
+    mine.acquire_lease("r2")
+
+
+def test_expired_lease_is_free() -> None:
+    store = MemoryStore()
+    store.put("lease/r", {"holder": "elsewhere:1:x", "expires_at": time.time() - 1})
+    Repository(store).acquire_lease("r")
