@@ -12,6 +12,7 @@ from ._engine import Execution, JobDefinition, Runner, RunStatus, new_run_record
 from ._events import EventBus
 from ._exceptions import ConfigError, PayloadError, TriggerNbError
 from ._keys import canonical_json, derive_run_id, new_run_id, slugify_job_id, validate_version
+from ._kv import ClientKeyValueStore
 from ._loop import LoopHost
 from ._run import Run
 from ._store import Repository, Store, open_store
@@ -277,6 +278,15 @@ class TriggerClient:
         self.get_run(run_id)
         await self._host.run_async(self.runner.cancel(run_id))
         return Run(self, run_id)
+
+    # -- key-value store ----------------------------------------------------------------------
+    @property
+    def store(self) -> ClientKeyValueStore:
+        """The key-value store outside runs (SPEC §3): ``client.store.env`` and
+        ``client.store.job(job_id)`` (and ``.run(run_id)``), each with synchronous
+        ``get(key)``, ``set(key, value)``, ``delete(key)``, ``has(key)`` — no cache key. The
+        same records as ``io.store`` inside runs."""
+        return ClientKeyValueStore(lambda: self.storage)
 
     def close(self) -> None:
         """Stop the receiver, timers and any private loop thread; close the store."""

@@ -144,11 +144,39 @@ def _execution_rows(
     return sections
 
 
+def current_statuses(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The current value of each ``io.create_status`` status of a run, oldest status first.
+
+    Every create/update is a task whose output is the whole status after it (SPEC §6.11); the
+    current one is the update with the longest history (ties: the last created).
+    """
+    latest: dict[str, tuple[tuple[int, int], dict[str, Any]]] = {}
+    for task in tasks:
+        if task.get("kind") != "status" or task.get("status") != "COMPLETED" or not task.get("output_json"):
+            continue
+        value = json.loads(task["output_json"])
+        status_id = str(task.get("status_id") or value.get("id"))
+        rank = (len(value.get("history") or []), task.get("seq", 0))
+        if status_id not in latest or rank > latest[status_id][0]:
+            latest[status_id] = (rank, value)
+    return [value for _, value in latest.values()]
+
+
+def status_text(status: dict[str, Any]) -> str:
+    """``label [state] {data}`` on one line."""
+    parts = [str(status.get("label") or status.get("id"))]
+    if status.get("state"):
+        parts.append(f"[{status['state']}]")
+    if status.get("data"):
+        parts.append(_short(status["data"], 60))
+    return " ".join(parts)
+
+
 def render_text(run: dict[str, Any], tasks: list[dict[str, Any]], repo: Any = None) -> str:
     """The task log as plain text: header, one section per execution, output or error."""
     del repo
     depths = _depths(tasks)
-    lines = [summary_line(run)]
+    lines = [summary_line(run), *(f"Status: {status_text(st)}" for st in current_statuses(tasks))]
     for entry, rows in _execution_rows(run, tasks):
         counts = {k: sum(1 for _, o, _ in rows if o == k) for k in ("ran", "replayed")}
         lines.append(
@@ -204,6 +232,7 @@ def render_html(run: dict[str, Any], tasks: list[dict[str, Any]], repo: Any = No
         ' font-size: 12px">',
         f'<div><b>{esc(summary_line(run))}</b> <span class="trigger-nb-status" '
         f'style="color:{colour};font-weight:bold">{esc(run["status"])}</span></div>',
+        *(f'<div class="trigger-nb-run-status">Status: {esc(status_text(st))}</div>' for st in current_statuses(tasks)),
         '<table style="border-collapse:collapse">',
         "<tr><th align=left>task</th><th align=left>name</th><th align=left>status</th>"
         "<th align=left>outcome</th><th align=left>attempts</th><th align=left>detail</th></tr>",

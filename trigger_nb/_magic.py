@@ -7,6 +7,7 @@ one line through IPython's ``_render_traceback_`` hook.
 
 from __future__ import annotations
 
+import math
 import textwrap
 from typing import Any
 
@@ -88,7 +89,9 @@ class JobMagics(Magics):
             run_id = new_run_id()
         else:
             run_id = opts.get("run") or client.run_id_for(job_id, payload)
-        run = client.invoke_sync(job_id, payload, run_id=run_id, busy_timeout=timeout if wait else None)
+        # --wait also waits for another process that holds the run (SPEC §10).
+        busy_timeout = (timeout if timeout is not None else math.inf) if wait else None
+        run = client.invoke_sync(job_id, payload, run_id=run_id, busy_timeout=busy_timeout)
         run._quiet = bool(opts.get("quiet"))
         if opts.get("out"):
             name = opts["out"]

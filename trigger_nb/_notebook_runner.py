@@ -35,7 +35,10 @@ POLL_SLICE = 0.5
 """Longest single wait on a kernel socket, in seconds: the most a missed wake-up can cost."""
 
 # IPython's history database is useless here and concurrent kernels would contend for its lock.
-_KERNEL_ARGUMENTS = ["--HistoryManager.hist_file=:memory:"]
+# No history database per kernel; and no "running over TCP without encryption" warning from
+# ipykernel 7 on every start (kernels here listen on loopback only), which would drown the
+# output of `trigger-nb demo`.
+_KERNEL_ARGUMENTS = ["--HistoryManager.hist_file=:memory:", "--IPKernelApp.log_level=ERROR"]
 
 _GetMsg = Callable[..., Awaitable[dict[str, Any]]]
 
@@ -119,7 +122,11 @@ def execute_notebook(
     ``timeout`` and ``DeadKernelError`` when the kernel dies.
     """
     client = RobustNotebookClient(
-        nb, timeout=timeout, kernel_name=kernel_name, allow_errors=allow_errors
+        nb,
+        timeout=timeout,
+        kernel_name=kernel_name,
+        allow_errors=allow_errors,
+        extra_arguments=_KERNEL_ARGUMENTS,
     )
     try:
         return client.execute(cwd=cwd, env={**os.environ, **(env or {})})

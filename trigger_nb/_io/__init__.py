@@ -4,9 +4,10 @@ Each family of methods lives in its own module and is mixed in here.
 """
 
 from ._core import CoreIO
+from ._library import LibraryIO
 
 
-class IO(CoreIO):
+class IO(CoreIO, LibraryIO):
     """The task library of one execution (SPEC §6). Every method is an ``async`` task."""
 
 

@@ -27,6 +27,7 @@ import datetime as _dt
 import functools
 import inspect
 import random as _random
+import re
 import uuid as _uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -473,12 +474,13 @@ class LibraryIO:
     ) -> Integration:
         """Wrap an API ``client`` so that ``await integration.run_task(key, fn(client, task,
         io), **options)`` runs each call as a task named ``"{name}: {key}"`` with the
-        integration's ``icon`` (default: the slugified name) and ``retry`` (default
+        integration's ``icon`` (default: the name in lowercase, like v2's integration ids) and ``retry`` (default
         ``retry.standard_backoff``, as v2 integrations; options given per call win).
         """
         if not isinstance(name, str) or not name.strip():
             raise ConfigError("io.integration(name, client): name must be a non-empty string, e.g. 'github'.")
-        return Integration(self, name, client, icon=icon or slugify_job_id(name), retry=retry)
+        default_icon = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "integration"
+        return Integration(self, name, client, icon=icon or default_icon, retry=retry)
 
 
 __all__ = [

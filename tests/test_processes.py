@@ -1,0 +1,268 @@
+"""Real separate Python processes sharing one store (SPEC §1, §10).
+
+- A process SIGKILLed in the middle of a run loses no completed task: the next execution (in
+  another process) replays the finished tasks and runs the in-flight one again (at least once).
+- A run is executed by one process at a time: another process gets ``RunBusyError`` naming the
+  holder, or waits with ``busy_timeout``.
+- ``import trigger_nb`` in a clean interpreter starts no thread and imports nothing heavy.
+
+Every child process is started by a test, and killed by its PID and reaped in the same test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from trigger_nb import RunBusyError, TriggerClient
+
+# -- helpers -------------------------------------------------------------------------------
+
+#: A job of three tasks; each writes "start N pid attempt" and "done N pid" lines to LOG. Task 3
+#: sleeps SLEEP3 seconds between the two. argv: STORE LOG RUN_ID SLEEP3. Prints the final run.
+STEPS_SCRIPT = r"""
+import json, os, sys, time
+from trigger_nb import TriggerClient
+
+store, log, run_id, sleep3 = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+
+def line(text):
+    with open(log, "a") as fh:
+        fh.write(text + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+def step(n, pause=0.0):
+    def fn(task):
+        line(f"start {n} pid={os.getpid()} attempt={task.attempts}")
+        time.sleep(pause)
+        line(f"done {n} pid={os.getpid()}")
+        return n
+    return fn
+
+with TriggerClient(dir=store) as client:
+    @client.define_job(id="three-steps")
+    async def three_steps(payload, io, ctx):
+        one = await io.run_task("one", step(1))
+        two = await io.run_task("two", step(2))
+        three = await io.run_task("three", step(3, sleep3))
+        return [one, two, three]
+
+    run = client.invoke_sync("three-steps", {}, run_id=run_id)
+    print(json.dumps({"status": run.status, "output": run.output, "tasks": [
+        {"key": t["display_key"], "replayed": t["replayed"], "attempts": t["attempts"]}
+        for t in run.tasks]}))
+"""
+
+#: A job whose one sync task writes "started PID" to LOG, then blocks until RELEASE exists
+#: (at most 60 s). argv: STORE LOG RELEASE RUN_ID.
+HOLDER_SCRIPT = r"""
+import os, sys, time
+from trigger_nb import TriggerClient
+
+store, log, release, run_id = sys.argv[1:5]
+
+def hold():
+    with open(log, "a") as fh:
+        fh.write(f"started {os.getpid()}\n")
+    deadline = time.monotonic() + 60
+    while not os.path.exists(release) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return {"held_by": os.getpid()}
+
+with TriggerClient(dir=store) as client:
+    @client.define_job(id="held")
+    async def held(payload, io, ctx):
+        return await io.run_task("hold", hold)
+
+    run = client.invoke_sync("held", {}, run_id=run_id)
+    print(run.status)
+"""
+
+
+def spawn(script: str, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", script, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[str]]]:
+    """Children started by a test; any still alive at the end is killed by its PID."""
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def wait_for(condition: Any, *, timeout: float, what: str, process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if process.poll() is not None:
+            raise AssertionError(f"child exited early ({what}): {process.communicate()}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def read_lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def finish(process: subprocess.Popen[str], timeout: float = 30) -> str:
+    stdout, stderr = process.communicate(timeout=timeout)
+    assert process.returncode == 0, f"child failed ({process.returncode}):\n{stderr}"
+    return stdout
+
+
+# -- tests -----------------------------------------------------------------------------------
+
+
+def start_and_kill(
+    store: Path, log: Path, run_id: str, processes: list[subprocess.Popen[str]]
+) -> int:
+    """Run the three-step job in a child; SIGKILL it while task 3 runs. Returns its PID."""
+    child = spawn(STEPS_SCRIPT, str(store), str(log), run_id, "30")
+    processes.append(child)
+    wait_for(
+        lambda: any(line.startswith("start 3") for line in read_lines(log)),
+        timeout=20,
+        what="task 3 to start",
+        process=child,
+    )
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait(timeout=10)
+    assert child.returncode == -signal.SIGKILL
+    assert read_lines(log) == [
+        f"start 1 pid={child.pid} attempt=1",
+        f"done 1 pid={child.pid}",
+        f"start 2 pid={child.pid} attempt=1",
+        f"done 2 pid={child.pid}",
+        f"start 3 pid={child.pid} attempt=1",
+    ]
+    return child.pid
+
+
+def test_sigkill_mid_run_replays_completed_tasks_in_the_next_process(
+    tmp_path: Path, processes: list[subprocess.Popen[str]]
+) -> None:
+    store, log = tmp_path / "store", tmp_path / "steps.log"
+    start_and_kill(store, log, "kill-me", processes)
+
+    second = spawn(STEPS_SCRIPT, str(store), str(log), "kill-me", "0")
+    processes.append(second)
+    result = json.loads(finish(second).strip().splitlines()[-1])
+
+    # Tasks 1-2 replayed (no second write); only the in-flight task 3 ran twice.
+    assert read_lines(log)[5:] == [
+        f"start 3 pid={second.pid} attempt=1",
+        f"done 3 pid={second.pid}",
+    ]
+    assert result["status"] == "SUCCESS"
+    assert result["output"] == [1, 2, 3]
+    assert [(t["key"], t["replayed"]) for t in result["tasks"]] == [
+        ("one", True),
+        ("two", True),
+        ("three", False),
+    ]
+    with TriggerClient(dir=str(store)) as client:
+        run = client.get_run("kill-me")
+        assert run.status == "SUCCESS"
+        assert run.executions == 2
+
+
+def test_a_run_whose_process_died_can_be_canceled(
+    tmp_path: Path, processes: list[subprocess.Popen[str]]
+) -> None:
+    store, log = tmp_path / "store", tmp_path / "steps.log"
+    start_and_kill(store, log, "orphan", processes)
+
+    with TriggerClient(dir=str(store)) as client:
+        asyncio.run(client.cancel("orphan"))
+        run = client.get_run("orphan")
+
+        # Nobody executes it any more (its lease holder is dead): cancel must take effect.
+        assert run.status == "CANCELED"
+        assert [t["status"] for t in run.tasks] == ["COMPLETED", "COMPLETED", "CANCELED"]
+
+
+def test_a_live_lease_gives_run_busy_error_and_busy_timeout_waits(
+    tmp_path: Path, processes: list[subprocess.Popen[str]]
+) -> None:
+    store, log, release = tmp_path / "store", tmp_path / "held.log", tmp_path / "release"
+    holder = spawn(HOLDER_SCRIPT, str(store), str(log), str(release), "held-run")
+    processes.append(holder)
+    wait_for(lambda: bool(read_lines(log)), timeout=20, what="the holder's task", process=holder)
+
+    ran_here: list[int] = []
+
+    with TriggerClient(dir=str(store)) as client:
+
+        @client.define_job(id="held")
+        async def held(payload: Any, io: Any, ctx: Any) -> Any:
+            return await io.run_task("hold", lambda: ran_here.append(os.getpid()))
+
+        with pytest.raises(RunBusyError) as busy:
+            client.invoke_sync("held", {}, run_id="held-run")
+        assert f":{holder.pid}:" in busy.value.holder
+        assert busy.value.holder in str(busy.value)
+
+        outcome: dict[str, Any] = {}
+
+        def invoke_waiting() -> None:
+            try:
+                outcome["run"] = client.invoke_sync("held", {}, run_id="held-run", busy_timeout=30)
+            except BaseException as exc:  # reported by the assertions below
+                outcome["error"] = exc
+
+        waiter = threading.Thread(target=invoke_waiting)
+        waiter.start()
+        try:
+            time.sleep(0.5)
+            assert waiter.is_alive(), f"did not wait for the holder: {outcome}"
+        finally:
+            release.touch()
+            waiter.join(timeout=40)
+        assert not waiter.is_alive()
+        assert "error" not in outcome, outcome.get("error")
+        run = outcome["run"]
+        assert run.status == "SUCCESS"
+        assert run.output == {"held_by": holder.pid}
+        assert ran_here == []  # the holder's result was replayed, not computed again
+        assert run.tasks[0]["replayed"] is True
+    assert finish(holder).strip() == "SUCCESS"
+
+
+def test_import_in_a_clean_interpreter_starts_no_thread_and_nothing_heavy() -> None:
+    probe = (
+        "import json, sys, threading\n"
+        "before = threading.active_count()\n"
+        "import trigger_nb\n"
+        "heavy = ['diskcache', 'httpx', 'tornado', 'ipywidgets', 'IPython', 'nest_asyncio']\n"
+        "print(json.dumps({'threads': threading.active_count() - before,\n"
+        "                  'heavy': [m for m in heavy if m in sys.modules]}))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    report = json.loads(result.stdout)
+    assert report == {"threads": 0, "heavy": []}
