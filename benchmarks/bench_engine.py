@@ -32,8 +32,8 @@ from typing import Any
 
 import diskcache
 import joblib
-
 from _common import fmt_ms, fmt_s, fmt_us, header, median, subprocess_seconds, verdict
+
 from trigger_nb import TriggerClient
 
 IMPORT_CODE = (
@@ -107,6 +107,18 @@ class EngineRuns:
         self.last_run_id = run.id
         return first, replay
 
+    def age(self, job_id: str, executions: int) -> str:
+        """A run of ``job_id`` executed ``executions`` times: its run record's history is full."""
+        run = self.client.invoke_sync(job_id, {"n": self.n})
+        for _ in range(executions - 1):
+            self.client.invoke_sync(job_id, run_id=run.id)
+        return run.id
+
+    def replay(self, job_id: str, run_id: str) -> float:
+        started = time.perf_counter()
+        self.client.invoke_sync(job_id, run_id=run_id)
+        return time.perf_counter() - started
+
     def first_with_view(self, job_id: str) -> float | None:
         """First execution with the live log view subscribed (None if that view is absent)."""
         try:
@@ -171,8 +183,13 @@ def _joblib_target(i: int, tag: str) -> dict[str, Any]:
     return {"ok": True, "n": i, "tag": tag}
 
 
-def measure_dbos(directory: str, steps: int, repeat: int) -> tuple[float, float, float] | None:
-    """(first-execution seconds per step, replay seconds per step, fixed fork cost) or None."""
+def measure_dbos(directory: str, steps: int, repeat: int) -> tuple[float, float] | None:
+    """(seconds per step on a first execution, seconds per replayed step), or None without DBOS.
+
+    A replay is ``DBOS.fork_workflow(id, steps + 1)``: a new workflow whose every step returns
+    its checkpointed output. The fork is picked up by DBOS's internal queue (about a second of
+    polling latency), so the workflow times its own step loop and that time is what we report.
+    """
     try:
         from dbos import DBOS, SetWorkflowID
     except ImportError:
@@ -187,6 +204,7 @@ def measure_dbos(directory: str, steps: int, repeat: int) -> tuple[float, float,
     )
     DBOS.launch()
     calls = [0]
+    loop_seconds: dict[str, float] = {}
 
     @DBOS.step()
     def step(i: int) -> dict[str, Any]:
@@ -195,36 +213,28 @@ def measure_dbos(directory: str, steps: int, repeat: int) -> tuple[float, float,
 
     @DBOS.workflow()
     def workflow(n: int) -> int:
+        started = time.perf_counter()
         for i in range(n):
             step(i)
+        loop_seconds[str(DBOS.workflow_id)] = time.perf_counter() - started
         return n
 
-    first, replay, fixed = [], [], []
+    first, replay = [], []
     try:
         for r in range(repeat):
-            for n, sink in ((0, None), (steps, first)):
-                wf_id = f"wf-{r}-{n}"
-                started = time.perf_counter()
-                with SetWorkflowID(wf_id):
-                    workflow(n)
-                if sink is not None:
-                    sink.append((time.perf_counter() - started) / n)
-                before = calls[0]
-                started = time.perf_counter()
-                # Fork past the last step: every step's checkpointed output is replayed.
-                DBOS.fork_workflow(wf_id, n + 1).get_result()
-                elapsed = time.perf_counter() - started
-                if calls[0] != before:
-                    print(f"  (DBOS fork re-ran {calls[0] - before} steps: replay number is off)")
-                if n == 0:
-                    fixed.append(elapsed)
-                else:
-                    replay.append(elapsed)
+            wf_id = f"wf-{r}"
+            with SetWorkflowID(wf_id):
+                workflow(steps)
+            first.append(loop_seconds[wf_id] / steps)
+            before = calls[0]
+            handle = DBOS.fork_workflow(wf_id, steps + 1)
+            handle.get_result()
+            if calls[0] != before:
+                print(f"  (DBOS fork re-ran {calls[0] - before} steps: its replay number is off)")
+            replay.append(loop_seconds[handle.get_workflow_id()] / steps)
     finally:
         DBOS.destroy(destroy_registry=True)
-    fork_fixed = median(fixed)
-    per_step_replay = max(0.0, median(replay) - fork_fixed) / steps
-    return median(first), per_step_replay, fork_fixed
+    return median(first), median(replay)
 
 
 def main() -> None:
@@ -232,6 +242,9 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=1000, help="tasks per run (N)")
     parser.add_argument("--repeat", type=int, default=5, help="repetitions (medians are printed)")
     parser.add_argument("--subprocess-repeat", type=int, default=3, help="fresh interpreters timed")
+    parser.add_argument(
+        "--history", type=int, default=20, help="executions before the aged-run replay is timed"
+    )
     parser.add_argument("--dbos-steps", type=int, default=200, help="steps per DBOS workflow")
     parser.add_argument("--no-dbos", action="store_true", help="skip DBOS even if installed")
     args = parser.parse_args()
@@ -249,8 +262,14 @@ def main() -> None:
             raw.set_all()
             raw.get_all()
 
+            aged_id = runs.age("bench-async", args.history)
+            aged_size = len(json.dumps(client.repo.load_run(aged_id)))
             t: dict[str, list[float]] = {
-                k: [] for k in ("first", "replay", "first_sync", "replay_sync", "set", "get", "joblib")
+                k: []
+                for k in (
+                    *("first", "replay", "first_sync", "replay_sync", "set", "get", "joblib"),
+                    *("aged", "view"),
+                )
             }
             for _ in range(repeat):  # interleaved, so drift of the machine hits all alike
                 first, replay = runs.first_and_replay("bench-async")
@@ -262,14 +281,19 @@ def main() -> None:
                 t["set"].append(raw.set_all())
                 t["get"].append(raw.get_all())
                 t["joblib"].append(raw.joblib_hits())
-            m = {k: median(v) for k, v in t.items()}
-            view_times = [runs.first_with_view("bench-async") for _ in range(repeat)]
+                t["aged"].append(runs.replay("bench-async", aged_id))
+                view = runs.first_with_view("bench-async")
+                if view is not None:
+                    t["view"].append(view)
+            m = {k: median(v) if v else 0.0 for k, v in t.items()}
             raw.close()
         finally:
             client.close()
         async_cb, sync_cb = callback_cost(n)
 
-        header(f"engine: {n} tasks, median of {repeat} (DiskcacheStore; record {len(record_json)} B)")
+        header(
+            f"engine: {n} tasks, median of {repeat} (DiskcacheStore; record {len(record_json)} B)"
+        )
         overhead = m["first"] - async_cb
         ratio = m["first"] / m["set"]
         print(
@@ -283,6 +307,12 @@ def main() -> None:
             f"{ratio:.1f}x raw get+json (target <= 3x: {verdict(ratio <= 3)}); "
             f"{fmt_s(m['replay'])} (target <= 0.2 s per 1000 tasks: "
             f"{verdict(m['replay'] * 1000 / n <= 0.2)})"
+        )
+        aged = m["aged"]
+        print(
+            f"replay once the run has {args.history}+ executions (run record {aged_size // 1024} "
+            f"KiB with its history): {fmt_s(aged)} = {aged / m['replay']:.1f}x a 2nd execution's "
+            f"replay (target <= 0.2 s per 1000 tasks: {verdict(aged * 1000 / n <= 0.2)})"
         )
         overhead_sync = m["first_sync"] - sync_cb
         print(
@@ -304,10 +334,10 @@ def main() -> None:
             f"{verdict(ratio >= 10)}); joblib hit {fmt_us(m['joblib'] / n)}, ours "
             f"{fmt_us(hit)} (replayed task, whole run amortised)"
         )
-        if None in view_times:
+        if not t["view"]:
             print("live log view attached: not measured (trigger_nb._display._LiveView not found)")
         else:
-            with_view = median([v for v in view_times if v is not None])
+            with_view = m["view"]
             ratio = with_view / m["first"]
             print(
                 f"live log view attached (text/HTML re-render, 0.2 s throttle; not the ipywidgets "
@@ -323,15 +353,14 @@ def main() -> None:
                 "system database; see README)"
             )
         else:
-            dbos_first, dbos_replay, fork_fixed = dbos
+            dbos_first, dbos_replay = dbos
             ratio = dbos_first / hit
             print(
-                f"cache hit vs DBOS step (SQLite): {ratio:.0f}x faster than a first-run DBOS step "
-                f"({fmt_us(dbos_first)}/step; target >= 10x: {verdict(ratio >= 10)}); "
-                f"{dbos_replay / hit:.1f}x faster than a DBOS step replayed by fork_workflow "
-                f"({fmt_us(dbos_replay)}/step after subtracting the {fmt_ms(fork_fixed)} fixed cost "
-                f"of a fork); our first execution {dbos_first / (m['first'] / n):.1f}x faster "
-                "than DBOS's"
+                f"cache hit vs DBOS step (SQLite): {ratio:.0f}x faster than a DBOS step "
+                f"({fmt_us(dbos_first)}/step, first execution; target >= 10x: "
+                f"{verdict(ratio >= 10)}); {dbos_replay / hit:.1f}x faster than a DBOS step "
+                f"replayed after fork_workflow ({fmt_us(dbos_replay)}/step); our first execution "
+                f"{dbos_first / (m['first'] / n):.1f}x faster than DBOS's"
             )
 
     header(f"start-up: fresh interpreters, median of {args.subprocess_repeat}")

@@ -10,6 +10,8 @@ in an earlier test gives a fresh kernel).
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -210,3 +212,35 @@ def test_pickled_notebook_class_replays_after_restart(session: KernelSession) ->
 
     assert 'Output: {"cents": 1250, "type": "Money"}' in again.text, again.text
     assert "replayed" in again.text
+
+
+def test_kernel_killed_mid_task_loses_no_completed_task(
+    session: KernelSession, workdir: Path
+) -> None:
+    side = workdir / "killed.txt"
+    cell = (
+        "%%job killed-mid-run --wait\n"
+        "import time\n"
+        "def step(n, pause):\n"
+        "    def fn(task):\n"
+        f"        with open({str(side)!r}, 'a') as fh:\n"
+        "            fh.write(f'start {n}\\n')\n"
+        "        time.sleep(pause)\n"
+        "        return n\n"
+        "    return fn\n"
+        "pause = 0 if ctx.run.execution > 1 else 30\n"
+        'one = await io.run_task("one", step(1, 0))\n'
+        'two = await io.run_task("two", step(2, pause))\n'
+        "return [one, two]\n"
+    )
+    load_ext(session)
+    with pytest.raises(TimeoutError):
+        session.run(cell, timeout=3)  # task 2 is in flight when the kernel dies
+    assert side.read_text() == "start 1\nstart 2\n"
+    os.kill(session.pid, signal.SIGKILL)  # no shutdown, no KeyboardInterrupt: gone at once
+    session.restart()
+    load_ext(session)
+    result = run(session, cell)
+
+    assert side.read_text() == "start 1\nstart 2\nstart 2\n"  # only the in-flight task ran again
+    assert "Output: [1, 2]" in result.text, result.text

@@ -19,7 +19,7 @@ from IPython.testing import globalipapp
 from IPython.utils.capture import capture_output
 
 import trigger_nb._client as client_module
-from trigger_nb import PayloadError, Run, TriggerClient
+from trigger_nb import PayloadError, Run, StoreError, TriggerClient
 
 # -- helpers -------------------------------------------------------------------------------
 
@@ -467,3 +467,50 @@ def test_job_resume_executes_a_due_run_nobody_woke(
     assert run.status == "SUCCESS"
     assert run.output == "done"
     assert run.executions == 2
+
+
+def test_unusable_store_is_a_one_line_store_error(
+    ip: Any, client: TriggerClient, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+
+    config = run_cell(ip, f"%job config --dir {blocker}")
+
+    assert isinstance(config.error, StoreError)
+    assert str(blocker) in config.text
+    assert "Traceback" not in config.text and "sqlite3" not in config.text
+    assert client_module.default_client() is client  # the working client is kept
+
+    client_module.set_default_client(TriggerClient(dir=str(blocker)))
+    cell = run_cell(ip, "%%job on-bad-store\nreturn 1")
+
+    assert isinstance(cell.error, StoreError)
+    assert str(blocker) in cell.text
+    assert "Traceback" not in cell.text
+
+
+def test_wait_timeout_is_a_clear_error_and_the_run_goes_on(ip: Any, client: TriggerClient) -> None:
+    cell = run_cell(ip, '%%job slow --wait --timeout 0.3 --out slow_run\nawait io.wait("w", 30)')
+
+    assert type(cell.error).__name__ == "RunTimeoutError"
+    assert "WAITING" in cell.text and "background" in cell.text
+    run = ip.user_ns["slow_run"]
+    assert run.status == "WAITING"  # not canceled
+
+
+def test_reexecuting_a_waiting_run_keeps_its_deadline(ip: Any, client: TriggerClient) -> None:
+    cell = '%%job patient --out patient\nawait io.wait("w", 1)\nreturn "done"'
+    run_cell(ip, cell).ok()
+    run = ip.user_ns["patient"]
+    deadline = run.record["wake_at"]
+    time.sleep(0.3)
+
+    run_cell(ip, cell).ok()
+
+    assert run.status == "WAITING"
+    assert run.record["wake_at"] == deadline  # a replay does not extend the wait (v2 §5.1)
+    with capture_output():  # the live log re-renders when the run resumes in the background
+        run.wait_sync(10)
+    assert run.status == "SUCCESS"
+    assert run.record["completed_at"] < deadline + 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._config import Config
 from ._engine import Execution, JobDefinition, Runner, RunStatus, new_run_record
@@ -16,6 +16,11 @@ from ._kv import ClientKeyValueStore
 from ._loop import LoopHost
 from ._run import Run
 from ._store import Repository, Store, open_store
+
+if TYPE_CHECKING:
+    from ._eventlog import EventLog
+    from ._scheduler import Scheduler
+    from ._triggers import TriggerView
 
 _LOG_LEVELS = ("log", "error", "warn", "info", "debug")
 
@@ -59,6 +64,8 @@ class TriggerClient:
         self._host = LoopHost()
         self._lock = threading.RLock()
         self._started = False
+        self._event_log: Any = None  # see "# -- events and triggers"
+        self._scheduler: Any = None
 
     # -- lazily opened parts --------------------------------------------------------------
     @property
@@ -162,7 +169,9 @@ class TriggerClient:
             raise ConfigError(f"log_level must be one of {', '.join(_LOG_LEVELS)}; got {job.log_level!r}.")
         if job.serializer not in ("json", "pickle"):
             raise ConfigError(f"serializer must be 'json' or 'pickle', got {job.serializer!r}.")
+        self._check_trigger(job)
         self.jobs[job.id] = job
+        self._job_defined(job)
         if self._started:  # runs of this job may be waiting in the store: take them now
             runner = self.runner
             self._host.call_soon(lambda: (runner.resume_due(), runner.process_wakeups()))
@@ -233,6 +242,7 @@ class TriggerClient:
         def start() -> None:
             runner.resume_due()
             runner.spawn(runner.watch())
+            self.scheduler.start()  # events and schedules: see "# -- events and triggers"
 
         self._host.call_soon(start)
 
@@ -288,8 +298,85 @@ class TriggerClient:
         same records as ``io.store`` inside runs."""
         return ClientKeyValueStore(lambda: self.storage)
 
+    # -- events and triggers ------------------------------------------------------------------
+    @property
+    def event_log(self) -> EventLog:
+        """The store's durable events (SPEC §6.9); used by ``io`` and the methods below."""
+        with self._lock:
+            if self._event_log is None:
+                from ._eventlog import EventLog
+
+                self._event_log = EventLog(self)
+            return self._event_log
+
+    @property
+    def scheduler(self) -> Scheduler:
+        """Timers for delayed events and schedules, and the starter of triggered runs."""
+        with self._lock:
+            if self._scheduler is None:
+                from ._scheduler import Scheduler
+
+                self._scheduler = Scheduler(self, self.event_log)
+            return self._scheduler
+
+    def _check_trigger(self, job: JobDefinition) -> None:
+        from ._triggers import check_trigger
+
+        check_trigger(job.trigger, job.id)
+
+    def _job_defined(self, job: JobDefinition) -> None:
+        """Store the job's event rule / replace its schedule (re-defining never duplicates a
+        schedule); triggered jobs start the background work at once (SPEC §2 --on/--every)."""
+        self.scheduler.job_defined(job)
+        if job.trigger is not None and job.trigger.kind != "invoke":
+            self._ensure_started()
+
+    async def send_event(
+        self, event: dict[str, Any], *, deliver_at: Any = None, deliver_after: float | None = None
+    ) -> dict[str, Any]:
+        """Send an event (SPEC §3, §6.9; v2 §5.9) and return the stored event.
+
+        ``event``: ``{"name" (required), "payload" (default {}), "context", "id" (default a new
+        unique id), "timestamp" (default now), "source" (default "trigger.dev")}``. Each
+        event-triggered job it matches gets one run (one per event id, ever); waiting
+        ``wait_for_event`` tasks that match resume. ``deliver_at`` (datetime or epoch seconds)
+        wins over ``deliver_after`` (seconds). An id sent again is only updated while its
+        delivery is at least 5 s away; otherwise the stored event is returned unchanged.
+        Raises ``PayloadError`` (nothing stored) for a malformed event.
+        """
+        return self.send_event_sync(event, deliver_at=deliver_at, deliver_after=deliver_after)
+
+    async def send_events(
+        self, events: list[dict[str, Any]], *, deliver_at: Any = None, deliver_after: float | None = None
+    ) -> list[dict[str, Any]]:
+        """Send several events (each as :meth:`send_event`); returns them in order."""
+        return [self.send_event_sync(e, deliver_at=deliver_at, deliver_after=deliver_after) for e in events]
+
+    async def get_event(self, id: str) -> dict[str, Any] | None:
+        """The stored event with the runs it started, or ``None`` if there is no such id."""
+        return self.event_log.get(id)
+
+    async def cancel_event(self, id: str) -> dict[str, Any] | None:
+        """Cancel an event's pending delivery (no effect once delivered); ``None`` if unknown."""
+        return self.event_log.cancel(id)
+
+    def send_event_sync(
+        self, event: dict[str, Any], *, deliver_at: Any = None, deliver_after: float | None = None
+    ) -> dict[str, Any]:
+        """Blocking :meth:`send_event`; thread-safe (the receiver calls it for ``POST /events``)."""
+        self._ensure_started()
+        return self.event_log.send(event, deliver_at=deliver_at, deliver_after=deliver_after)
+
+    def trigger_view(self, job_id: str) -> TriggerView:
+        """What a ``%%job --on/--every/--cron`` cell shows: the definition and its runs, live."""
+        from ._triggers import TriggerView
+
+        return TriggerView(self, slugify_job_id(job_id))
+
     def close(self) -> None:
         """Stop the receiver, timers and any private loop thread; close the store."""
+        if self._scheduler is not None:
+            self._scheduler.close()
         if self._receiver is not None:
             self._receiver.stop()
             self._receiver = None

@@ -44,7 +44,8 @@ if TYPE_CHECKING:
 KV_PREFIX = "kv/"
 NAMESPACES = ("env", "job", "run")
 
-_INSIDE_KEY_MESSAGE = "Please provide a non-empty key when accessing the store from inside a run."  # v2
+# v2's wording inside runs (§5.7)
+_INSIDE_KEY_MESSAGE = "Please provide a non-empty key when accessing the store from inside a run."
 _OUTSIDE_KEY_MESSAGE = "Please provide a non-empty string key when accessing the store."
 
 #: method → (task name, icon): v2 §5.7.
@@ -77,7 +78,9 @@ def encode_value(value: Any) -> Any:
     try:
         return json_tree(value, root="value", dates=True, nan_to_null=True, on_bad=_not_json)
     except RecursionError:
-        raise PayloadError("A key-value store value is nested too deeply to store as JSON.") from None
+        raise PayloadError(
+            "A key-value store value is nested too deeply to store as JSON."
+        ) from None
 
 
 class KeyValueRecords:
@@ -95,9 +98,11 @@ class KeyValueRecords:
 
     def _key(self, store_key: Any) -> str:
         if not isinstance(store_key, str) or not store_key:
-            hint = " (outside a run there is no cache key: pass only the store key)" if isinstance(
-                store_key, (list, tuple)
-            ) else ""
+            hint = (
+                " (outside a run there is no cache key: pass only the store key)"
+                if isinstance(store_key, (list, tuple))
+                else ""
+            )
             raise ConfigError(f"{_OUTSIDE_KEY_MESSAGE}{hint} Got {store_key!r}.")
         return self._prefix + store_key
 
@@ -171,7 +176,9 @@ class TaskKeyValueStore:
         self._io = io
         self._records = records
 
-    async def _task(self, method: str, cache_key: Any, store_key: Any, fn: Callable[[], Any], **params: Any) -> Any:
+    async def _task(
+        self, method: str, cache_key: Any, store_key: Any, fn: Callable[[], Any], **params: Any
+    ) -> Any:
         from ._io._core import _check_cache_key  # lazy: _io imports this module
 
         _check_cache_key(cache_key)
@@ -213,12 +220,16 @@ class TaskKeyValueStore:
     async def delete(self, cache_key: Any, store_key: str) -> bool:
         """Delete ``store_key``: ``True`` if it existed, ``False`` if it was missing."""
         return bool(
-            await self._task("delete", cache_key, store_key, lambda: self._records.delete(store_key))
+            await self._task(
+                "delete", cache_key, store_key, lambda: self._records.delete(store_key)
+            )
         )
 
     async def has(self, cache_key: Any, store_key: str) -> bool:
         """Whether ``store_key`` holds a value (pinned at the first execution)."""
-        return bool(await self._task("has", cache_key, store_key, lambda: self._records.has(store_key)))
+        return bool(
+            await self._task("has", cache_key, store_key, lambda: self._records.has(store_key))
+        )
 
     def __repr__(self) -> str:
         return f"<io.store.{self._records.namespace}>"

@@ -33,6 +33,8 @@ LINE_USAGE = textwrap.dedent(
     %job resume RUN_ID                     resume a waiting run now
     %job forget RUN_ID | --job ID | --all  delete stored runs
     %job server [--start]                  receiver address, state and events token
+    %job send NAME [--payload TEXT] [--id ID] [--deliver-after S]   send an event
+    %job events [--name N]                 stored events: delivery, cancelation, runs started
     %job config [--dir PATH] [--public-url URL]"""
 )
 
@@ -213,6 +215,33 @@ class JobMagics(Magics):
             print(f"receiver: running at {receiver.base_url} (bound to {receiver.host}:{receiver.port})")
         print(f"events: POST {{receiver}}/events with 'Authorization: Bearer {events_token(client.storage)}'")
         print(f"store: {client.config.dir}")
+
+    def _cmd_send(self, rest: str) -> None:
+        usage = "%job send NAME [--payload TEXT] [--id ID] [--deliver-after S]"
+        parsed = parse_line(rest, {"payload": "raw", "id": "word", "deliver-after": "word"}, usage=usage)
+        if len(parsed.positional) != 1:
+            raise ConfigError(f"Usage: {usage}")
+        opts = parsed.options
+        event: dict[str, Any] = {"name": parsed.positional[0]}
+        if "payload" in opts:
+            ns = self.shell.user_ns if self.shell is not None else {}
+            event["payload"] = parse_json_or_python(opts["payload"], ns, what="--payload")
+        if opts.get("id"):
+            event["id"] = opts["id"]
+        deliver_after = None
+        if opts.get("deliver_after"):
+            deliver_after = parse_number(opts["deliver_after"], what="--deliver-after", minimum=0)
+        from ._eventlog import sent_summary
+
+        print(sent_summary(default_client().send_event_sync(event, deliver_after=deliver_after)))
+
+    def _cmd_events(self, rest: str) -> None:
+        parsed = parse_line(rest, {"name": "word"}, usage="%job events [--name N]")
+        if parsed.positional:
+            raise ConfigError("Usage: %job events [--name N]")
+        from ._eventlog import events_table
+
+        print(events_table(default_client().event_log.list(name=parsed.options.get("name"))))
 
     def _cmd_config(self, rest: str) -> None:
         parsed = parse_line(

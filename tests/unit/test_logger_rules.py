@@ -32,7 +32,9 @@ def test_not_the_2_1_8_bug() -> None:
     assert not satisfies_log_level("debug", "info")
 
 
-@pytest.mark.parametrize(("level", "job_level"), [("trace", "info"), ("info", "verbose"), ("INFO", "info")])
+@pytest.mark.parametrize(
+    ("level", "job_level"), [("trace", "info"), ("info", "verbose"), ("INFO", "info")]
+)
 def test_unknown_levels_are_rejected(level: str, job_level: str) -> None:
     with pytest.raises(ConfigError, match="Unknown log level"):
         satisfies_log_level(level, job_level)
@@ -52,7 +54,10 @@ def test_log_keys_are_the_same_in_every_execution_and_unique_within_one() -> Non
 
     def execution() -> list[str]:
         keys = LogKeys()  # one per execution, as the io object is
-        return [idempotency_key("run_1", parent, keys.next(parent, msg, lvl)) for parent, msg, lvl in calls]
+        return [
+            idempotency_key("run_1", parent, keys.next(parent, msg, lvl))
+            for parent, msg, lvl in calls
+        ]
 
     first, replay = execution(), execution()
     assert first == replay

@@ -47,6 +47,9 @@ current_parent: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 
 CALLBACK_TIMEOUT_MESSAGE = "Remote callback timeout - no requests received"  # v2's wording
 
+#: Seconds after which a still-running task is written to the store as RUNNING.
+RUNNING_WRITE_DELAY = 0.05
+
 
 @dataclass
 class TaskSpec:
@@ -181,6 +184,8 @@ class Execution:
         self.canceled = False
         self._inflight = 0
         self._idle: asyncio.Event | None = None
+        self._running: dict[str, dict[str, Any]] = {}  # task id -> record, while its fn runs
+        self._sweeper: asyncio.TimerHandle | None = None
         self.io: Any = None  # the IO object handed to callbacks taking (task, io)
 
     # -- public to the io layer ---------------------------------------------------------
@@ -301,6 +306,9 @@ class Execution:
             self.bus.emit(Notice("task", self.run_id, task=record))
         handle = TaskHandle(record)
         token = current_parent.set(record["id"])
+        self._running[record["id"]] = record
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().call_later(RUNNING_WRITE_DELAY, self._sweep)
         try:
             result = await self._invoke(spec.fn, handle)
         except ControlFlow:
@@ -310,9 +318,21 @@ class Execution:
         except Exception as exc:
             return await self._on_error(spec, record, handle, exc)
         finally:
+            self._running.pop(record["id"], None)
             current_parent.reset(token)
         record["output_properties"] = handle.output_properties
         return self._complete(record, spec, result)
+
+    def _sweep(self) -> None:
+        """Store tasks still running since the last sweep as RUNNING, so other processes and
+        a post-crash log show them in flight. Quick tasks never get this extra write: they
+        cost one write each (SPEC §13)."""
+        for record in list(self._running.values()):
+            if record["status"] == TaskStatus.RUNNING and not record.get("running_stored"):
+                record["running_stored"] = True
+                self._save(record)
+        loop = asyncio.get_running_loop()
+        self._sweeper = loop.call_later(RUNNING_WRITE_DELAY, self._sweep) if self._running else None
 
     async def _invoke(self, fn: Callable[..., Any] | None, handle: TaskHandle) -> Any:
         if fn is None:

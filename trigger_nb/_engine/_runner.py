@@ -185,6 +185,15 @@ class Runner:
         run = self.repo.load_run(run_id)
         assert run is not None
         tasks = self.repo.load_tasks(run_id)
+        if run["status"] == RunStatus.EXECUTING:
+            # We hold the lease, so whoever was executing it died mid-execution (SPEC §10): that
+            # execution ends as interrupted; its RUNNING task (if any) runs again, at least once.
+            advance_run(run, RunStatus.WAITING)
+            run["history"] = [
+                *run.get("history", [])[-(HISTORY_LIMIT - 1) :],
+                {"n": run["executions"], "started_at": run.get("updated_at"), "ended_at": time.time(),
+                 "status": "INTERRUPTED", "tasks": []},
+            ]
         previous = run["status"]
         reset_errored = previous in (RunStatus.FAILURE, RunStatus.CANCELED, RunStatus.TIMED_OUT)
         now = time.time()
@@ -413,25 +422,36 @@ class Runner:
                     run["cancel_requested"] = True
                     self.repo.save_run(run)
             return run
-        lock = self._locks.setdefault(run_id, asyncio.Lock())
-        async with lock:
-            with self.repo.store.transaction():
-                run = self.repo.load_run(run_id)
-                if run is None or run["status"] in RUN_FINISHED:
-                    return run
-                if run["status"] == RunStatus.EXECUTING:  # another process executes it
-                    run["cancel_requested"] = True
-                    self.repo.save_run(run)
-                    return run
-                advance_run(run, RunStatus.CANCELED)
-                run["completed_at"] = run["updated_at"] = time.time()
-                for task in self.repo.load_tasks(run_id):
-                    if task["status"] in (TaskStatus.WAITING, TaskStatus.RUNNING):
-                        advance_task(task, TaskStatus.CANCELED)
-                        task.pop("callback_pending", None)
-                        self.repo.save_task(task)
-                self._save_run(run)
-            return run
+        async with self._lock(run_id):
+            try:
+                self.repo.acquire_lease(run_id)
+            except RunBusyError:  # a live process executes it: it cancels at the end of it
+                with self.repo.store.transaction():
+                    run = self.repo.load_run(run_id)
+                    if run is not None and run["status"] not in RUN_FINISHED:
+                        run["cancel_requested"] = True
+                        self.repo.save_run(run)
+                return run
+            try:
+                return self._cancel_leased(run_id)
+            finally:
+                self.repo.release_lease(run_id)
+
+    def _cancel_leased(self, run_id: str) -> dict[str, Any] | None:
+        with self.repo.store.transaction():
+            run = self.repo.load_run(run_id)
+            if run is None or run["status"] in RUN_FINISHED:
+                return run
+            # EXECUTING here means its executor died (we hold the lease): cancel it too.
+            advance_run(run, RunStatus.CANCELED)
+            run["completed_at"] = run["updated_at"] = time.time()
+            for task in self.repo.load_tasks(run_id):
+                if task["status"] in (TaskStatus.WAITING, TaskStatus.RUNNING):
+                    advance_task(task, TaskStatus.CANCELED)
+                    task.pop("callback_pending", None)
+                    self.repo.save_task(task)
+            self._save_run(run)
+        return run
 
     # -- completing waiting tasks from outside (callbacks, operations, events) -------------
     def resolve_task(

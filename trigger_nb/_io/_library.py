@@ -26,11 +26,12 @@ import asyncio
 import datetime as _dt
 import functools
 import inspect
+import math
 import random as _random
 import re
 import uuid as _uuid
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .._engine import Execution, JobDefinition, TaskSpec, current_parent, is_control_flow
 from .._exceptions import ConfigError, PayloadError
@@ -64,6 +65,13 @@ def log_params(properties: Any) -> Any:
     if isinstance(properties, BaseException):
         return error_record(properties)
     return properties
+
+
+def _one_line(text: str, limit: int = 80) -> str:
+    """A log message as a row label: its first line, shortened (the full text is the
+    task's description)."""
+    first = text.splitlines()[0] if text else text
+    return first if len(first) <= limit and first == text else first[: limit - 1] + "…"
 
 
 class LogKeys:
@@ -105,7 +113,7 @@ class IOLogger:
                 name="log",
                 icon="log",
                 description=text,
-                display_key=text,
+                display_key=_one_line(text),
                 params=log_params(properties),
                 properties=[{"label": "Level", "text": upper}],
                 style={"style": "minimal", "variant": level},
@@ -142,7 +150,9 @@ STATUS_STATES = ("loading", "success", "failure")
 
 def _status_data(data: Any) -> Any:
     if not isinstance(data, Mapping):
-        raise ConfigError(f"A status's data must be a dict (a JSON record), got {type(data).__name__}.")
+        raise ConfigError(
+            f"A status's data must be a dict (a JSON record), got {type(data).__name__}."
+        )
 
     def not_json(path: str, obj: Any, reason: str) -> Any:
         raise PayloadError(f"A status's data must be JSON: {path} {reason}.")
@@ -158,11 +168,15 @@ def status_changes(status: Any, *, creating: bool) -> dict[str, Any]:
     ``PayloadError`` for data that is not JSON.
     """
     if not isinstance(status, Mapping):
-        raise ConfigError('A status is a dict like {"label": "Working", "state": "loading", "data": {...}}.')
+        raise ConfigError(
+            'A status is a dict like {"label": "Working", "state": "loading", "data": {...}}.'
+        )
     unknown = set(status) - {"label", "state", "data"}
     if unknown:
         raise ConfigError(f"Unknown status field(s) {sorted(unknown)}; use label, state, data.")
-    changes = {name: status[name] for name in ("label", "state", "data") if status.get(name) is not None}
+    changes = {
+        name: status[name] for name in ("label", "state", "data") if status.get(name) is not None
+    }
     label = changes.get("label")
     if label is not None and not isinstance(label, str):
         raise ConfigError(f"A status label must be a string, got {type(label).__name__}.")
@@ -170,13 +184,17 @@ def status_changes(status: Any, *, creating: bool) -> dict[str, Any]:
         raise ConfigError('io.create_status(key, status) needs a non-empty "label".')
     state = changes.get("state")
     if state is not None and state not in STATUS_STATES:
-        raise ConfigError(f"A status state must be one of {', '.join(STATUS_STATES)}; got {state!r}.")
+        raise ConfigError(
+            f"A status state must be one of {', '.join(STATUS_STATES)}; got {state!r}."
+        )
     if "data" in changes:
         changes["data"] = _status_data(changes["data"])
     return changes
 
 
-def apply_status_update(current: Mapping[str, Any] | None, status_id: str, changes: Mapping[str, Any]) -> dict[str, Any]:
+def apply_status_update(
+    current: Mapping[str, Any] | None, status_id: str, changes: Mapping[str, Any]
+) -> dict[str, Any]:
     """v2's server upsert (§5.10): given fields replace old ones (``data`` replaced, not
     merged), missing ones stay; the previous ``{label, state, data}`` is appended to ``history``.
     """
@@ -189,7 +207,12 @@ def apply_status_update(current: Mapping[str, Any] | None, status_id: str, chang
             "history": [],
         }
     previous = {name: current.get(name) for name in ("label", "state", "data")}
-    return {**current, **changes, "id": status_id, "history": [*current.get("history", []), previous]}
+    return {
+        **current,
+        **changes,
+        "id": status_id,
+        "history": [*current.get("history", []), previous],
+    }
 
 
 class TriggerStatus:
@@ -224,7 +247,11 @@ class TriggerStatus:
         async def upsert(task: Any) -> dict[str, Any]:
             return apply_status_update(self._current, self.id, changes)
 
-        properties = [{"label": name.title(), "text": changes[name]} for name in ("label", "state") if name in changes]
+        properties = [
+            {"label": name.title(), "text": changes[name]}
+            for name in ("label", "state")
+            if name in changes
+        ]
         result = await self._execution.run_task(
             TaskSpec(
                 cache_key=key,
@@ -255,13 +282,17 @@ def _positional_count(fn: Callable[..., Any], most: int) -> int:
         return most
     if any(p.kind is p.VAR_POSITIONAL for p in params):
         return most
-    return min(most, sum(1 for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)))
+    return min(
+        most, sum(1 for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
+    )
 
 
 class Integration:
     """An API client whose calls run as tasks (v2 integrations): see :meth:`LibraryIO.integration`."""
 
-    def __init__(self, io: Any, name: str, client: Any, *, icon: str, retry: Mapping[str, Any] | None) -> None:
+    def __init__(
+        self, io: Any, name: str, client: Any, *, icon: str, retry: Mapping[str, Any] | None
+    ) -> None:
         self._io = io
         self.name = name
         self.client = client
@@ -277,7 +308,9 @@ class Integration:
         """
         _check_cache_key(key)
         if not callable(fn):
-            raise ConfigError(f"{self.name}.run_task({key!r}, fn): fn must be callable, got {type(fn).__name__}.")
+            raise ConfigError(
+                f"{self.name}.run_task({key!r}, fn): fn must be callable, got {type(fn).__name__}."
+            )
         label = options.pop("name", None) or display_key(key)
         options.setdefault("icon", self.icon)
         options.setdefault("retry", self.retry)
@@ -300,6 +333,11 @@ class Integration:
         return f"<Integration {self.name!r} client={type(self.client).__name__}>"
 
 
+def _js_number(x: float) -> str:
+    """A number as JavaScript prints it in a template string (``4.0`` → ``4``)."""
+    return str(int(x)) if float(x).is_integer() else repr(float(x))
+
+
 # -- the mixin ---------------------------------------------------------------------------------
 
 
@@ -309,10 +347,6 @@ class LibraryIO:
 
     _execution: Execution
     _job: JobDefinition
-
-    if TYPE_CHECKING:
-
-        async def run_task(self, key: Any, fn: Callable[..., Any], **options: Any) -> Any: ...
 
     @functools.cached_property
     def logger(self) -> IOLogger:
@@ -329,7 +363,9 @@ class LibraryIO:
         )
 
     # -- determinism helpers (SPEC §4.7, §6.10) ---------------------------------------------
-    async def random(self, key: Any, min: float = 0, max: float = 1, round: bool = False) -> float:
+    async def random(
+        self, key: Any, *, min: float = 0, max: float = 1, round: bool = False
+    ) -> float:
         """A random number in ``[min, max)`` (``round=True``: an integer in ``[min, max]``),
         drawn at the first execution and replayed afterwards (v2 §5.8).
 
@@ -340,13 +376,16 @@ class LibraryIO:
         for name, value in (("min", min), ("max", max)):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ConfigError(f"io.random({key!r}): {name} must be a number, got {value!r}.")
+            if not math.isfinite(value):
+                raise ConfigError(f"io.random({key!r}): {name} must be finite, got {value!r}.")
         low, high, rounding = min, max, bool(round)
+        bounds = f"min: {_js_number(low)}, max: {_js_number(high)}"  # as v2's messages print them
 
         async def draw(task: Any) -> float:
             if low > high:
-                raise ValueError(f"Lower bound can't be higher than upper bound - min: {low}, max: {high}")
+                raise ValueError(f"Lower bound can't be higher than upper bound - {bounds}")
             if low == high:
-                await self.logger.warn(f"Lower bound matches upper bound - min: {low}, max: {high}")
+                await self.logger.warn(f"Lower bound matches upper bound - {bounds}")
             value = (high - low) * _random.random() + low
             if not rounding:
                 return value
@@ -423,13 +462,20 @@ class LibraryIO:
         If a branch fails, the parent fails with the first error (in item order) once every
         branch has settled. If branches only suspended (a wait, a retry delay, a callback), the
         run suspends and the parent runs again on the next execution, where finished branches
-        replay. Completed parents replay without calling ``fn``.
+        replay. Completed parents replay without calling ``fn``. A sync ``fn`` runs on the
+        event loop: keep it quick, and put slow work in ``io.run_task``. Logs with the same
+        message in several branches are numbered in call order: put ``index`` in the message
+        when they must stay tied to their branch across replays.
         """
         _check_cache_key(key)
         if not callable(fn):
-            raise ConfigError(f"io.parallel({key!r}, items, fn): fn must be callable as fn(item, index).")
+            raise ConfigError(
+                f"io.parallel({key!r}, items, fn): fn must be callable as fn(item, index)."
+            )
         if isinstance(items, (str, bytes, Mapping)):
-            raise ConfigError(f"io.parallel({key!r}, items, fn): items must be a list of items, not a {type(items).__name__}.")
+            raise ConfigError(
+                f"io.parallel({key!r}, items, fn): items must be a list of items, not a {type(items).__name__}."
+            )
         branches_items = list(items)
 
         async def branch(item: Any, index: int) -> Any:
@@ -442,7 +488,8 @@ class LibraryIO:
             # gather starts the branches in order and, with return_exceptions, lets every one
             # settle: a suspension in one branch must not abandon the others half way.
             outcomes = await asyncio.gather(
-                *(branch(item, index) for index, item in enumerate(branches_items)), return_exceptions=True
+                *(branch(item, index) for index, item in enumerate(branches_items)),
+                return_exceptions=True,
             )
             failures = [o for o in outcomes if isinstance(o, BaseException)]
             if not failures:
@@ -478,7 +525,9 @@ class LibraryIO:
         ``retry.standard_backoff``, as v2 integrations; options given per call win).
         """
         if not isinstance(name, str) or not name.strip():
-            raise ConfigError("io.integration(name, client): name must be a non-empty string, e.g. 'github'.")
+            raise ConfigError(
+                "io.integration(name, client): name must be a non-empty string, e.g. 'github'."
+            )
         default_icon = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "integration"
         return Integration(self, name, client, icon=icon or default_icon, retry=retry)
 

@@ -26,6 +26,9 @@ import diskcache
 from .._exceptions import StoreError
 from ._base import Store
 
+# One encoder for every record: json.dumps(separators=...) would build a new one per call.
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 _REMEDY = (
@@ -118,7 +121,7 @@ class DiskcacheStore(Store):
 
     @_store_errors
     def put(self, key: str, value: Any) -> None:
-        self._cache.set(key, json.dumps(value, separators=(",", ":")))
+        self._cache.set(key, _encode(value))
 
     @_store_errors
     def delete(self, key: str) -> bool:

@@ -11,6 +11,9 @@ from typing import Any
 
 from ._base import Store
 
+# One encoder for every record: json.dumps(separators=...) would build a new one per call.
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+
 
 class MemoryStore(Store):
     """A process-local store. Records are JSON round-tripped so tests see what disk would."""
@@ -31,7 +34,7 @@ class MemoryStore(Store):
         return [(k, json.loads(v)) for k, v in items if not isinstance(v, bytes)]
 
     def put(self, key: str, value: Any) -> None:
-        raw = json.dumps(value, separators=(",", ":"))
+        raw = _encode(value)
         with self._lock:
             self._data[key] = raw
 

@@ -1,0 +1,283 @@
+"""Callback resume latency, receiver throughput with the real engine, replay of other io kinds.
+
+SPEC §13: a callback POST resumes its run in <= 50 ms on loopback (median); the receiver
+sustains >= 500 callbacks/s. Also: replaying ``io.wait`` and ``io.logger.info`` costs the same
+order of magnitude as replaying ``io.run_task``. Everything runs against a real
+``TriggerClient(dir=tmp)`` with its real tornado receiver on 127.0.0.1; medians and ratios are
+printed, nothing is asserted about absolute times.
+
+1. latency: a job whose only task is a callback task; invoke it (it suspends WAITING), POST
+   the callback URL with httpx and time until the run is SUCCESS (seen on the client's event
+   bus); repeated with a new run each time, median and p90;
+2. throughput: N waiting runs first, then one POST per run from a pool of client PROCESSES
+   (client threads in this process would compete with the receiver for the GIL); counts the
+   200 responses and the runs that end SUCCESS (none may be lost);
+3. replay: three jobs of N ``io.run_task`` / ``io.wait(key, 0)`` / ``io.logger.info(msg)``
+   each, executed once, then replayed and timed; ratios to the run_task replay.
+
+    python benchmarks/bench_callbacks.py [--callbacks 500] [--latency-runs 50] [--tasks 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import tempfile
+import threading
+import time
+from typing import Any
+
+import httpx
+from _common import fmt_ms, fmt_s, fmt_us, header, median, percentile, verdict
+
+from trigger_nb import TriggerClient
+
+CALLBACK = {"enabled": True, "timeout_in_seconds": 600}
+
+
+async def async_fn() -> dict[str, Any]:
+    return {"ok": True, "n": 1}
+
+
+def define_jobs(client: TriggerClient, urls: dict[str, str]) -> None:
+    @client.define_job(id="bench-cb")
+    async def callback_job(payload: Any, io: Any, ctx: Any) -> Any:
+        run_id = io.run_id
+        body = await io.run_task(
+            "cb", lambda task: urls.__setitem__(run_id, task.callback_url), callback=CALLBACK
+        )
+        return body
+
+    @client.define_job(id="bench-run-task")
+    async def run_task_job(payload: Any, io: Any, ctx: Any) -> int:
+        for i in range(payload["n"]):
+            await io.run_task(f"t-{i}", async_fn)
+        return int(payload["n"])
+
+    @client.define_job(id="bench-wait")
+    async def wait_job(payload: Any, io: Any, ctx: Any) -> int:
+        for i in range(payload["n"]):
+            await io.wait(f"w-{i}", 0)
+        return int(payload["n"])
+
+    @client.define_job(id="bench-logger")
+    async def logger_job(payload: Any, io: Any, ctx: Any) -> int:
+        for i in range(payload["n"]):
+            await io.logger.info(f"m-{i}")
+        return int(payload["n"])
+
+    @client.define_job(id="bench-probe")
+    async def probe_job(payload: Any, io: Any, ctx: Any) -> bool:
+        return hasattr(io, "logger")
+
+
+class RunWatcher:
+    """Counts runs reaching a final status, from the client's event bus (any thread)."""
+
+    def __init__(self, client: TriggerClient, run_ids: set[str]) -> None:
+        self.pending = set(run_ids)
+        self.succeeded: set[str] = set()
+        self.failed: set[str] = set()
+        self.all_done = threading.Event()
+        self.done_at: float | None = None
+        self._lock = threading.Lock()
+        self.unsubscribe = client.bus.subscribe(self.on_notice)
+
+    def on_notice(self, notice: Any) -> None:
+        if notice.kind != "run" or notice.run_id not in self.pending:
+            return
+        status = notice.data.get("status")
+        if status not in ("SUCCESS", "FAILURE", "CANCELED", "TIMED_OUT"):
+            return
+        with self._lock:
+            self.pending.discard(notice.run_id)
+            (self.succeeded if status == "SUCCESS" else self.failed).add(notice.run_id)
+            if not self.pending:
+                self.done_at = time.monotonic()
+                self.all_done.set()
+
+
+# -- 1. latency ---------------------------------------------------------------------------
+def waiting_run(client: TriggerClient, urls: dict[str, str], k: int) -> tuple[str, str]:
+    run = client.invoke_sync("bench-cb", {"k": k})
+    if run.status != "WAITING":
+        raise SystemExit(f"callback run {run.id} is {run.status}, expected WAITING: {run.error}")
+    return run.id, urls[run.id]
+
+
+def measure_latency(client: TriggerClient, urls: dict[str, str], runs: int) -> None:
+    latencies, responses = [], []
+    with httpx.Client(trust_env=False, timeout=30.0) as http:
+        for k in range(runs + 1):  # the first one warms up the receiver and the connection
+            run_id, url = waiting_run(client, urls, k)
+            done = threading.Event()
+
+            def listener(notice: Any, done: threading.Event = done) -> None:
+                if notice.kind == "run" and notice.data.get("status") == "SUCCESS":
+                    done.set()
+
+            unsubscribe = client.bus.subscribe(listener, run_id=run_id)
+            try:
+                started = time.perf_counter()
+                response = http.post(url, json={"k": k})
+                answered = time.perf_counter() - started
+                if not done.wait(30):
+                    raise SystemExit(f"run {run_id} did not finish within 30 s of its callback")
+                resumed = time.perf_counter() - started
+            finally:
+                unsubscribe()
+            if response.status_code != 200:
+                raise SystemExit(f"callback POST answered {response.status_code}: {response.text}")
+            output = client.get_run(run_id).output
+            if output != {"k": k}:
+                raise SystemExit(f"run {run_id} returned {output!r}, expected {{'k': {k}}}")
+            if k:
+                latencies.append(resumed)
+                responses.append(answered)
+    med = median(latencies)
+    print(
+        f"callback resume latency: median {fmt_ms(med)}, p90 {fmt_ms(percentile(latencies, 0.9))} "
+        f"over {runs} runs (target median <= 50 ms: {verdict(med <= 0.05)}); the POST's "
+        f"response alone: median {fmt_ms(median(responses))}"
+    )
+
+
+# -- 2. throughput ------------------------------------------------------------------------
+def post_worker(jobs: list[tuple[str, int]], ready: Any, go: Any, results: Any, index: int) -> None:
+    """Client process: wait for the start signal, POST every callback, report back."""
+    statuses: dict[int, int] = {}
+    with httpx.Client(trust_env=False, timeout=60.0) as http:
+        ready.wait()
+        go.wait()
+        for url, k in jobs:
+            try:
+                code = http.post(url, json={"k": k}).status_code
+            except httpx.HTTPError:
+                code = -1
+            statuses[code] = statuses.get(code, 0) + 1
+        ended = time.monotonic()
+    results.put((index, statuses, ended))
+
+
+def measure_throughput(
+    client: TriggerClient, urls: dict[str, str], n: int, processes: int, timeout: float
+) -> None:
+    started = time.perf_counter()
+    pairs = [waiting_run(client, urls, k) for k in range(n)]
+    setup = time.perf_counter() - started
+    watcher = RunWatcher(client, {run_id for run_id, _ in pairs})
+    context = multiprocessing.get_context("spawn")  # no fork of a process running threads
+    ready = context.Barrier(processes + 1)
+    go = context.Event()
+    results = context.Queue()
+    jobs = [(url, k) for k, (_, url) in enumerate(pairs)]
+    workers = [
+        context.Process(
+            target=post_worker, args=(jobs[i::processes], ready, go, results, i), daemon=True
+        )
+        for i in range(processes)
+    ]
+    for worker in workers:
+        worker.start()
+    try:
+        ready.wait(timeout=60)  # every client process imported httpx and is waiting
+        t0 = time.monotonic()
+        go.set()
+        reports = [results.get(timeout=timeout) for _ in workers]
+        watcher.all_done.wait(timeout)
+    finally:
+        watcher.unsubscribe()
+        for worker in workers:
+            worker.join(timeout=10)
+            if worker.is_alive():
+                worker.terminate()
+                worker.join()
+    statuses: dict[int, int] = {}
+    for _, counts, _ in reports:
+        for code, count in counts.items():
+            statuses[code] = statuses.get(code, 0) + count
+    posted = max(ended for _, _, ended in reports) - t0
+    ok = statuses.get(200, 0)
+    rate = n / posted
+    succeeded = len(watcher.succeeded)
+    lost = n - succeeded
+    others = {code: count for code, count in statuses.items() if code != 200}
+    print(
+        f"receiver with the real engine: {n} callbacks from {processes} client processes in "
+        f"{fmt_s(posted)} = {rate:.0f} callbacks/s (target >= 500/s: {verdict(rate >= 500)}); "
+        f"{ok} x 200{f', others {others}' if others else ''}"
+    )
+    all_done = (
+        f"all {n} runs SUCCESS {fmt_s(watcher.done_at - t0)} after the first POST"
+        if watcher.done_at is not None
+        else f"NOT all runs finished within {timeout:.0f} s"
+    )
+    print(
+        f"  {all_done}; SUCCESS {succeeded}, failed {len(watcher.failed)}, lost {lost} "
+        f"({'none lost' if lost == 0 and ok == n else 'LOST CALLBACKS'}); setting up the {n} "
+        f"waiting runs took {fmt_s(setup)}"
+    )
+
+
+# -- 3. replay of other io kinds ------------------------------------------------------------
+def measure_replays(client: TriggerClient, n: int, repeat: int) -> None:
+    has_logger = bool(client.invoke_sync("bench-probe").output)
+    kinds = [("run_task", "bench-run-task"), ("wait", "bench-wait")]
+    if has_logger:
+        kinds.append(("logger.info", "bench-logger"))
+    run_ids = {}
+    firsts: dict[str, list[float]] = {kind: [] for kind, _ in kinds}
+    replays: dict[str, list[float]] = {kind: [] for kind, _ in kinds}
+    for _ in range(repeat):  # interleaved: machine drift hits every kind alike
+        for kind, job_id in kinds:
+            started = time.perf_counter()
+            run = client.invoke_sync(job_id, {"n": n})
+            firsts[kind].append(time.perf_counter() - started)
+            run_ids[kind] = run.id
+            started = time.perf_counter()
+            client.invoke_sync(job_id, run_id=run.id)
+            replays[kind].append(time.perf_counter() - started)
+            if run.status != "SUCCESS":
+                raise SystemExit(f"{kind} run {run.id} ended {run.status}: {run.error}")
+    base = median(replays["run_task"])
+    base_first = median(firsts["run_task"])
+    for kind, _ in kinds:
+        replay, first = median(replays[kind]), median(firsts[kind])
+        ratio = replay / base
+        print(
+            f"replay io.{kind}: {n} in {fmt_s(replay)} ({fmt_us(replay / n)} each) = "
+            f"{ratio:.2f}x io.run_task replay (target: same order of magnitude: "
+            f"{verdict(0.1 <= ratio <= 10)}); first execution {fmt_s(first)} = "
+            f"{first / base_first:.2f}x io.run_task's"
+        )
+    if not has_logger:
+        print("replay io.logger.info: logger: not available yet (hasattr(io, 'logger') is False)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--callbacks", type=int, default=500, help="runs/callbacks (throughput)")
+    parser.add_argument("--clients", type=int, default=4, help="client processes (throughput)")
+    parser.add_argument("--latency-runs", type=int, default=50, help="runs timed for latency")
+    parser.add_argument("--tasks", type=int, default=1000, help="tasks per replay job")
+    parser.add_argument("--repeat", type=int, default=5, help="repetitions of the replay jobs")
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for runs")
+    args = parser.parse_args()
+
+    urls: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="trigger_nb_bench_") as tmp:
+        client = TriggerClient(dir=os.path.join(tmp, "store"), host="127.0.0.1", port=0)
+        try:
+            define_jobs(client, urls)
+            header(f"callbacks: real engine + receiver on loopback ({os.cpu_count()} CPUs)")
+            measure_latency(client, urls, args.latency_runs)
+            measure_throughput(client, urls, args.callbacks, args.clients, args.timeout)
+            header(f"replay of io kinds: {args.tasks} tasks each, median of {args.repeat}")
+            measure_replays(client, args.tasks, args.repeat)
+        finally:
+            client.close()
+
+
+if __name__ == "__main__":
+    main()
