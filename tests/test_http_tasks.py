@@ -7,6 +7,7 @@ time. ``tests/test_redaction.py`` reuses it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -149,13 +150,17 @@ def client(tmp_path: Path) -> Iterator[TriggerClient]:
         c.close()
 
 
-def run_job(client: TriggerClient, body: Callable[[Any], Any], *, job_id: str = "http") -> Any:
-    """Define ``job_id`` with ``async body(io)`` and invoke it; return the Run handle."""
+def define(client: TriggerClient, body: Callable[[Any], Any], *, job_id: str = "http") -> None:
+    """Define ``job_id`` as ``return await body(io)``."""
 
     @client.define_job(id=job_id)
     async def job(payload: Any, io: Any, ctx: Any) -> Any:
         return await body(io)
 
+
+def run_job(client: TriggerClient, body: Callable[[Any], Any], *, job_id: str = "http") -> Any:
+    """Define ``job_id`` with ``async body(io)`` and invoke it; return the Run handle."""
+    define(client, body, job_id=job_id)
     return client.invoke_sync(job_id)
 
 
@@ -182,6 +187,9 @@ def test_fetch_retries_5xx_with_backoff_and_logs_each_attempt(client, server) ->
     assert parent["icon"] == "background"
     assert parent["status"] == "COMPLETED"
     assert parent["attempts"] == 3
+    assert parent["params"]["retry"] == {
+        "5xx": {**FAST_BACKOFF, "factor": 1.8, "max_timeout_in_ms": 60000}
+    }
     assert [a["name"] for a in attempts] == ["fetch attempt"] * 3
     assert [a["params"]["status"] for a in attempts] == [500, 503, 200]
     assert [a["params"]["attempt"] for a in attempts] == [1, 2, 3]
@@ -191,7 +199,8 @@ def test_fetch_retries_5xx_with_backoff_and_logs_each_attempt(client, server) ->
 def test_backoff_limit_is_the_total_number_of_requests(client, server) -> None:
     url = server.script("/down", Step(500, {"error": "down"}))
     run = run_job(
-        client, lambda io: io.background_fetch("get", url, retry={"5xx": {**FAST_BACKOFF, "limit": 2}})
+        client,
+        lambda io: io.background_fetch("get", url, retry={"5xx": {**FAST_BACKOFF, "limit": 2}}),
     )
     with pytest.raises(RunFailedError):
         run.result(timeout=RESULT_TIMEOUT)
@@ -261,7 +270,9 @@ def test_a_non_json_error_body_fails_with_the_status_message(client, server) -> 
 def test_body_filter_decides_whether_a_strategy_applies(client, server) -> None:
     transient = {"5xx": {**FAST_BACKOFF, "bodyFilter": {"error": ["transient"]}}}
     fatal_url = server.script("/fatal", Step(500, {"error": "fatal"}), Step(200, {"ok": True}))
-    retried_url = server.script("/transient", Step(500, {"error": "transient"}), Step(200, {"ok": True}))
+    retried_url = server.script(
+        "/transient", Step(500, {"error": "transient"}), Step(200, {"ok": True})
+    )
 
     async def body(io: Any) -> Any:
         ok = await io.background_fetch("transient", retried_url, retry=transient)
@@ -300,7 +311,10 @@ def test_timeout_is_clamped_to_one_second_and_fails_the_task(client, server) -> 
 
 def test_a_timed_out_request_is_retried_with_timeout_retry(client, server) -> None:
     url = server.script("/slow-once", Step(200, {"late": True}, delay=1.6), Step(200, {"ok": True}))
-    timeout = {"duration_in_ms": 1000, "retry": {"limit": 3, "min_timeout_in_ms": 10, "randomize": False}}
+    timeout = {
+        "duration_in_ms": 1000,
+        "retry": {"limit": 3, "min_timeout_in_ms": 10, "randomize": False},
+    }
     run = run_job(client, lambda io: io.background_fetch("get", url, timeout=timeout))
     assert run.result(timeout=RESULT_TIMEOUT) == {"ok": True}
     assert server.hits("/slow-once") == 2
@@ -427,11 +441,7 @@ def test_replay_sends_nothing_also_from_a_new_client(tmp_path: Path, server) -> 
         first.close()
     second = TriggerClient(dir=store)
     try:
-
-        @second.define_job(id="http")
-        async def job(payload: Any, io: Any, ctx: Any) -> Any:
-            return await body(io)
-
+        define(second, body)
         rerun = second.invoke_sync("http", run_id=run.id)
         assert rerun.status == "SUCCESS"
         assert rerun.result(timeout=RESULT_TIMEOUT) == [{"n": 1}, {"done": True}]
@@ -439,6 +449,50 @@ def test_replay_sends_nothing_also_from_a_new_client(tmp_path: Path, server) -> 
         second.close()
     assert server.hits("/once") == 1
     assert server.hits("/poll-once") == 1
+
+
+def test_a_fetch_interrupted_by_closing_the_client_is_sent_again_by_the_next_one(
+    tmp_path: Path, server
+) -> None:
+    # As after a kernel restart: the waiting task's operation starts again on replay.
+    url = server.script(
+        "/interrupted", Step(500), Step(200, {"ok": 1}, delay=0.5), Step(200, {"ok": 2})
+    )
+    retry = {"5xx": {**FAST_BACKOFF, "min_timeout_in_ms": 10}}
+    store = str(tmp_path / "store")
+    first = TriggerClient(dir=store)
+    try:
+        run = run_job(first, lambda io: io.background_fetch("get", url, retry=retry))
+        deadline = time.time() + RESULT_TIMEOUT
+        while server.hits("/interrupted") < 2 and time.time() < deadline:
+            time.sleep(0.02)
+    finally:
+        first.close()  # cancels the request in flight (the second one)
+    second = TriggerClient(dir=store)
+    try:
+        define(second, lambda io: io.background_fetch("get", url, retry=retry))
+        resumed = second.invoke_sync("http", run_id=run.id)
+        assert resumed.result(timeout=RESULT_TIMEOUT) in ({"ok": 1}, {"ok": 2})
+        parent, attempts = children(resumed, "fetch ")
+        numbers = [a["params"]["attempt"] for a in attempts]
+        assert numbers == sorted(set(numbers))  # numbering continued, nothing overwritten
+        assert parent["attempts"] == numbers[-1]
+    finally:
+        second.close()
+
+
+def test_canceling_the_run_stops_the_retries(client, server) -> None:
+    url = server.script("/forever", Step(500))
+    retry = {"5xx": {**FAST_BACKOFF, "limit": 50, "min_timeout_in_ms": 200, "factor": 1}}
+    run = run_job(client, lambda io: io.background_fetch("get", url, retry=retry))
+    deadline = time.time() + RESULT_TIMEOUT
+    while server.hits("/forever") < 1 and time.time() < deadline:
+        time.sleep(0.02)
+    asyncio.run(run.cancel())
+    hits = server.hits("/forever")
+    time.sleep(0.6)  # long enough for two more retries, had they gone on
+    assert server.hits("/forever") <= hits + 1  # at most the one already past its check
+    assert run.status == "CANCELED"
 
 
 def test_a_manual_retry_of_a_failed_fetch_sends_it_again(client, server) -> None:
@@ -456,28 +510,116 @@ def test_a_manual_retry_of_a_failed_fetch_sends_it_again(client, server) -> None
 
 
 BAD_CALLS: list[tuple[str, Callable[[Any, str], Any], type[Exception], str]] = [
-    ("pattern", lambda io, u: io.background_fetch("k", u, retry={"abc": {}}), ConfigError, "status pattern"),
-    ("list", lambda io, u: io.background_fetch("k", u, retry={"401,5xx": {}}), ConfigError, "status pattern"),
-    ("strategy", lambda io, u: io.background_fetch("k", u, retry={"5xx": {"strategy": "x"}}), ConfigError, "strategy"),
-    ("reset", lambda io, u: io.background_fetch("k", u, retry={"429": {"strategy": "headers"}}), ConfigError, "reset_header"),
-    ("format", lambda io, u: io.background_fetch("k", u, retry={"429": {"strategy": "headers", "reset_header": "r", "reset_format": "rfc"}}), ConfigError, "reset_format"),
-    ("limit", lambda io, u: io.background_fetch("k", u, retry={"5xx": {"limit": -1}}), ConfigError, "limit"),
-    ("body_filter", lambda io, u: io.background_fetch("k", u, retry={"5xx": {"body_filter": {"a": [{"$nope": 1}]}}}), EventFilterError, "$nope"),
-    ("timeout", lambda io, u: io.background_fetch("k", u, timeout=5), ConfigError, "duration_in_ms"),
-    ("get-body", lambda io, u: io.background_fetch("k", u, {"body": "x"}), ConfigError, "GET request cannot have a body"),
-    ("header", lambda io, u: io.background_fetch("k", u, {"headers": {"X": 1}}), ConfigError, "must be a str"),
-    ("init-key", lambda io, u: io.background_fetch("k", u, {"json": {}}), ConfigError, "unknown key"),
+    (
+        "pattern",
+        lambda io, u: io.background_fetch("k", u, retry={"abc": {}}),
+        ConfigError,
+        "status pattern",
+    ),
+    (
+        "list",
+        lambda io, u: io.background_fetch("k", u, retry={"401,5xx": {}}),
+        ConfigError,
+        "status pattern",
+    ),
+    (
+        "strategy",
+        lambda io, u: io.background_fetch("k", u, retry={"5xx": {"strategy": "x"}}),
+        ConfigError,
+        "strategy",
+    ),
+    (
+        "reset",
+        lambda io, u: io.background_fetch("k", u, retry={"429": {"strategy": "headers"}}),
+        ConfigError,
+        "reset_header",
+    ),
+    (
+        "format",
+        lambda io, u: io.background_fetch(
+            "k",
+            u,
+            retry={"429": {"strategy": "headers", "reset_header": "r", "reset_format": "rfc"}},
+        ),
+        ConfigError,
+        "reset_format",
+    ),
+    (
+        "limit",
+        lambda io, u: io.background_fetch("k", u, retry={"5xx": {"limit": -1}}),
+        ConfigError,
+        "limit",
+    ),
+    (
+        "body_filter",
+        lambda io, u: io.background_fetch(
+            "k", u, retry={"5xx": {"body_filter": {"a": [{"$nope": 1}]}}}
+        ),
+        EventFilterError,
+        "$nope",
+    ),
+    (
+        "timeout",
+        lambda io, u: io.background_fetch("k", u, timeout=5),
+        ConfigError,
+        "duration_in_ms",
+    ),
+    (
+        "get-body",
+        lambda io, u: io.background_fetch("k", u, {"body": "x"}),
+        ConfigError,
+        "GET request cannot have a body",
+    ),
+    (
+        "header",
+        lambda io, u: io.background_fetch("k", u, {"headers": {"X": 1}}),
+        ConfigError,
+        "must be a str",
+    ),
+    (
+        "init-key",
+        lambda io, u: io.background_fetch("k", u, {"json": {}}),
+        ConfigError,
+        "unknown key",
+    ),
     ("url", lambda io, u: io.background_fetch("k", "ftp://x/y"), ConfigError, "http://"),
     ("key", lambda io, u: io.background_fetch("", u), ConfigError, "cache key"),
-    ("interval", lambda io, u: io.background_poll("k", {"url": u, "interval": 0.01, "response_filter": {}}), ConfigError, "interval"),
-    ("poll-timeout", lambda io, u: io.background_poll("k", {"url": u, "timeout": 0.5, "response_filter": {}}), ConfigError, "timeout"),
-    ("filter", lambda io, u: io.background_poll("k", {"url": u, "response_filter": {"status": [99]}}), EventFilterError, "status"),
-    ("no-filter", lambda io, u: io.background_poll("k", {"url": u}), ConfigError, "response_filter"),
-    ("poll-key", lambda io, u: io.background_poll("k", {"url": u, "response_filter": {}, "every": 1}), ConfigError, "unknown option"),
+    (
+        "interval",
+        lambda io, u: io.background_poll("k", {"url": u, "interval": 0.01, "response_filter": {}}),
+        ConfigError,
+        "interval",
+    ),
+    (
+        "poll-timeout",
+        lambda io, u: io.background_poll("k", {"url": u, "timeout": 0.5, "response_filter": {}}),
+        ConfigError,
+        "timeout",
+    ),
+    (
+        "filter",
+        lambda io, u: io.background_poll("k", {"url": u, "response_filter": {"status": [99]}}),
+        EventFilterError,
+        "status",
+    ),
+    (
+        "no-filter",
+        lambda io, u: io.background_poll("k", {"url": u}),
+        ConfigError,
+        "response_filter",
+    ),
+    (
+        "poll-key",
+        lambda io, u: io.background_poll("k", {"url": u, "response_filter": {}, "every": 1}),
+        ConfigError,
+        "unknown option",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("label", "call", "error", "words"), BAD_CALLS, ids=[c[0] for c in BAD_CALLS])
+@pytest.mark.parametrize(
+    ("label", "call", "error", "words"), BAD_CALLS, ids=[c[0] for c in BAD_CALLS]
+)
 def test_bad_arguments_fail_before_anything_is_stored(
     client, server, label: str, call: Callable[[Any, str], Any], error: type[Exception], words: str
 ) -> None:

@@ -68,7 +68,9 @@ def session(workdir: Path) -> Iterator[KernelSession]:
 
 
 def test_import_starts_no_thread_and_load_ext_is_light(session: KernelSession) -> None:
-    # First test of the module: the kernel is fresh and has never imported trigger_nb.
+    # Needs a kernel that has never imported trigger_nb (a fresh one when this test runs first).
+    if run(session, "import sys\nprint('trigger_nb' in sys.modules)").stdout != "False\n":
+        session.restart()
     probe = run(
         session,
         """
@@ -117,6 +119,7 @@ def test_reexecution_and_a_new_kernel_replay_the_side_effect(
         "def append(task):\n"
         f"    with open({str(side)!r}, 'a') as fh:\n"
         "        fh.write(f'attempt {task.attempts}\\n')\n"
+        "    print('printed by the task')\n"
         "    return 'appended'\n"
         'result = await io.run_task("append", append)\n'
         "return {'result': result}\n"
@@ -128,6 +131,8 @@ def test_reexecution_and_a_new_kernel_replay_the_side_effect(
 
     assert side.read_text() == "attempt 1\n"
     assert "SUCCESS" in first.text and "SUCCESS" in second.text
+    assert "printed by the task" in first.stdout  # a sync task's print lands in its cell
+    assert "printed by the task" not in second.stdout
     assert "replayed" in second.text
 
     old_pid = session.pid
@@ -166,7 +171,9 @@ def test_waiting_run_completes_in_the_kernel_background(session: KernelSession) 
 def test_wait_flag_blocks_until_the_run_succeeds(session: KernelSession) -> None:
     load_ext(session)
 
-    result = run(session, '%%job blocking --wait --timeout 30\nawait io.wait("w", 1)\nreturn "done"')
+    result = run(
+        session, '%%job blocking --wait --timeout 30\nawait io.wait("w", 1)\nreturn "done"'
+    )
 
     assert 'Output: "done"' in result.text
     assert value(session, "_.status") == "SUCCESS"
@@ -244,3 +251,16 @@ def test_kernel_killed_mid_task_loses_no_completed_task(
 
     assert side.read_text() == "start 1\nstart 2\nstart 2\n"  # only the in-flight task ran again
     assert "Output: [1, 2]" in result.text, result.text
+
+
+def test_result_and_await_wait_in_a_cell_let_the_run_resume(session: KernelSession) -> None:
+    load_ext(session)
+    run(session, '%%job blocking-result --out br\nawait io.wait("w", 0.5)\nreturn 5')
+    assert value(session, "br.status") == "WAITING"
+
+    # result() blocks the cell, yet the run resumes on the kernel's own loop meanwhile.
+    assert run(session, "print(br.result(timeout=20))").stdout == "5\n"
+
+    run(session, '%%job awaited --out aw\nawait io.wait("w", 0.5)\nreturn 6')
+    awaited = run(session, "await aw.wait(20)\nprint(aw.status, aw.output)")
+    assert awaited.stdout == "SUCCESS 6\n"

@@ -34,7 +34,8 @@ class Cell:
 
     @property
     def error(self) -> BaseException | None:
-        return self.result.error_before_exec or self.result.error_in_exec  # type: ignore[no-any-return]
+        error: BaseException | None = self.result.error_before_exec or self.result.error_in_exec
+        return error
 
     @property
     def text(self) -> str:
@@ -181,6 +182,15 @@ def test_json_payload_with_braces_and_dollar_is_not_mangled(ip: Any, client: Tri
     run = last_run(ip)
     assert run.payload == expected
     assert run.output == expected
+
+
+def test_json_payload_may_contain_flag_like_text(ip: Any, client: TriggerClient) -> None:
+    # Text inside a JSON string is data, not an option of the magic (SPEC §2 --payload TEXT).
+    payload_text = '{"command": "pytest --timeout 5 --new", "note": "--wait"}'
+
+    run_cell(ip, f"%%job payload-flags --payload {payload_text}\nreturn payload").ok()
+
+    assert last_run(ip).payload == {"command": "pytest --timeout 5 --new", "note": "--wait"}
 
 
 def test_payload_can_name_a_notebook_variable(ip: Any, client: TriggerClient) -> None:
@@ -510,7 +520,16 @@ def test_reexecuting_a_waiting_run_keeps_its_deadline(ip: Any, client: TriggerCl
 
     assert run.status == "WAITING"
     assert run.record["wake_at"] == deadline  # a replay does not extend the wait (v2 §5.1)
-    with capture_output():  # the live log re-renders when the run resumes in the background
+    with capture_output():  # the live log re-renders (throttled) as the run resumes
         run.wait_sync(10)
+        time.sleep(0.5)
     assert run.status == "SUCCESS"
     assert run.record["completed_at"] < deadline + 2
+
+
+def test_quiet_shows_a_one_line_summary(ip: Any, client: TriggerClient) -> None:
+    cell = run_cell(ip, '%%job hushed --quiet\nreturn await io.run_task("t", lambda: 1)').ok()
+
+    [shown] = cell.displays
+    assert shown.count("\n") == 0
+    assert last_run(ip).id in shown and "SUCCESS" in shown

@@ -149,6 +149,17 @@ def start_and_kill(
         what="task 3 to start",
         process=child,
     )
+    # Another process sees the long task in flight (stored RUNNING) before the kill.
+    with TriggerClient(dir=str(store)) as observer:
+        wait_for(
+            lambda: (
+                [(t["display_key"], t["status"]) for t in observer.get_run(run_id).tasks]
+                == [("one", "COMPLETED"), ("two", "COMPLETED"), ("three", "RUNNING")]
+            ),
+            timeout=10,
+            what="task 3 to be stored as RUNNING",
+            process=child,
+        )
     os.kill(child.pid, signal.SIGKILL)
     child.wait(timeout=10)
     assert child.returncode == -signal.SIGKILL
@@ -202,7 +213,11 @@ def test_a_run_whose_process_died_can_be_canceled(
 
         # Nobody executes it any more (its lease holder is dead): cancel must take effect.
         assert run.status == "CANCELED"
-        assert [t["status"] for t in run.tasks] == ["COMPLETED", "COMPLETED", "CANCELED"]
+        assert [(t["display_key"], t["status"]) for t in run.tasks] == [
+            ("one", "COMPLETED"),
+            ("two", "COMPLETED"),
+            ("three", "CANCELED"),
+        ]
 
 
 def test_a_live_lease_gives_run_busy_error_and_busy_timeout_waits(
@@ -266,3 +281,43 @@ def test_import_in_a_clean_interpreter_starts_no_thread_and_nothing_heavy() -> N
     )
     report = json.loads(result.stdout)
     assert report == {"threads": 0, "heavy": []}
+
+
+def test_job_cell_reports_a_busy_run_and_waits_for_it_with_wait(
+    tmp_path: Path, processes: list[subprocess.Popen[str]]
+) -> None:
+    from IPython.testing import globalipapp
+    from IPython.utils.capture import capture_output
+
+    import trigger_nb._client as client_module
+
+    store, log, release = tmp_path / "store", tmp_path / "held.log", tmp_path / "release"
+    holder = spawn(HOLDER_SCRIPT, str(store), str(log), str(release), "held-run")
+    processes.append(holder)
+    wait_for(lambda: bool(read_lines(log)), timeout=20, what="the holder's task", process=holder)
+    globalipapp.start_ipython()  # a process-wide singleton
+    ip = globalipapp.get_ipython()
+    ip.run_line_magic("load_ext", "trigger_nb")
+    client = TriggerClient(dir=str(store))
+    client_module.set_default_client(client)
+    cell = '%%job held --run held-run{flags}\nreturn await io.run_task("hold", lambda: "not me")'
+    releaser = threading.Timer(0.5, release.touch)
+    try:
+        with capture_output() as busy_out:
+            busy = ip.run_cell(cell.format(flags=""), store_history=True)
+        assert isinstance(busy.error_in_exec, RunBusyError)
+        assert f":{holder.pid}:" in busy_out.stdout  # the one-line message names the holder
+
+        releaser.start()
+        with capture_output():
+            waited = ip.run_cell(cell.format(flags=" --wait"), store_history=True)
+        assert waited.error_in_exec is None, waited.error_in_exec
+        run = ip.user_ns["_"]
+        assert run.status == "SUCCESS"
+        assert run.output == {"held_by": holder.pid}  # replayed from the holder's execution
+    finally:
+        releaser.cancel()
+        release.touch()
+        client_module.set_default_client(None)
+        client.close()
+    assert finish(holder).strip() == "SUCCESS"

@@ -117,7 +117,8 @@ def test_forget_deletes_every_record_of_a_run() -> None:
     repo = Repository(store)
     repo.save_run({"id": "r", "status": "SUCCESS"})
     repo.save_task(
-        {"id": "t", "run_id": "r", "idempotency_key": "k", "seq": 1, "callback_secret": "s"}
+        {"id": "t", "run_id": "r", "idempotency_key": "k", "seq": 1, "callback_secret": "s"},
+        index_callback=True,
     )
     store.put_blob("blob/r/k", b"x")
     repo.save_run({"id": "other", "status": "SUCCESS"})

@@ -133,7 +133,9 @@ def test_location_nobody_can_write(directory: str, how: str) -> None:
 # -- configuration ----------------------------------------------------------------------------
 
 
-def test_non_numeric_port_is_a_config_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_non_numeric_port_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("TRIGGER_NB_PORT", "abc")
 
     with pytest.raises(ConfigError) as caught:

@@ -82,7 +82,9 @@ def trigger_run_id(job_id: str, kind: str, key: str) -> str:
 
 def job_meta(job_id: str, name: str | None, version: str | None) -> JobDefinition:
     """What :func:`new_run_record` needs of a job defined in another process (or not yet)."""
-    return cast(JobDefinition, SimpleNamespace(id=job_id, name=name or job_id, version=version or "0.0.1"))
+    return cast(
+        JobDefinition, SimpleNamespace(id=job_id, name=name or job_id, version=version or "0.0.1")
+    )
 
 
 def new_event_id() -> str:
@@ -116,7 +118,9 @@ def _timestamp(value: Any, now: float) -> str:
                 f"The event's timestamp {value!r} is not an ISO 8601 date, e.g. '2024-05-01T12:00:00Z'."
             ) from None
         return _timestamp(parsed, now)
-    raise PayloadError(f"The event's timestamp must be a datetime, ISO string or epoch seconds, got {value!r}.")
+    raise PayloadError(
+        f"The event's timestamp must be a datetime, ISO string or epoch seconds, got {value!r}."
+    )
 
 
 def normalize_event(event: Any, *, now: float, default_id: str | None = None) -> dict[str, Any]:
@@ -131,7 +135,9 @@ def normalize_event(event: Any, *, now: float, default_id: str | None = None) ->
         raise PayloadError(f"An event must be a dict, {example}; got {type(event).__name__}.")
     unknown = sorted(str(k) for k in event if k not in _EVENT_KEYS)
     if unknown:
-        raise PayloadError(f"Unknown event field(s) {unknown}; an event has {', '.join(_EVENT_KEYS)}.")
+        raise PayloadError(
+            f"Unknown event field(s) {unknown}; an event has {', '.join(_EVENT_KEYS)}."
+        )
     name = event.get("name")
     if not isinstance(name, str) or not name:
         raise PayloadError(f'An event needs a "name" (a non-empty string), {example}.')
@@ -151,7 +157,9 @@ def normalize_event(event: Any, *, now: float, default_id: str | None = None) ->
         "name": name,
         "source": source,
         "payload": {} if payload is None else _json_value(payload, "payload"),
-        "context": None if event.get("context") is None else _json_value(event["context"], "context"),
+        "context": None
+        if event.get("context") is None
+        else _json_value(event["context"], "context"),
         "timestamp": _timestamp(event.get("timestamp"), now),
     }
 
@@ -166,8 +174,14 @@ def delivery_time(deliver_at: Any, deliver_after: Any, now: float) -> float:
         assert at is not None
         return at
     if deliver_after is not None:
-        if isinstance(deliver_after, bool) or not isinstance(deliver_after, (int, float)) or deliver_after < 0:
-            raise ConfigError(f"deliver_after must be a number of seconds >= 0, got {deliver_after!r}.")
+        if (
+            isinstance(deliver_after, bool)
+            or not isinstance(deliver_after, (int, float))
+            or deliver_after < 0
+        ):
+            raise ConfigError(
+                f"deliver_after must be a number of seconds >= 0, got {deliver_after!r}."
+            )
         return now + float(deliver_after)
     return now
 
@@ -178,7 +192,9 @@ def _iso(ts: float) -> str:
 
 def event_view(record: Mapping[str, Any]) -> dict[str, Any]:
     """What a waiter and ``ctx.event`` get: ``{id, name, source, payload, context, timestamp}``."""
-    return {key: record.get(key) for key in ("id", "name", "source", "payload", "context", "timestamp")}
+    return {
+        key: record.get(key) for key in ("id", "name", "source", "payload", "context", "timestamp")
+    }
 
 
 def public_event(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -255,7 +271,12 @@ class EventLog:
                 and record.get("cancelled_at") is None
                 and record["deliver_at"] >= now + DEBOUNCE_SECONDS
             ):
-                record.update(payload=fields["payload"], context=fields["context"], deliver_at=due, updated_at=now)
+                record.update(
+                    payload=fields["payload"],
+                    context=fields["context"],
+                    deliver_at=due,
+                    updated_at=now,
+                )
             else:
                 return public_event(record)
             store.put(key, record)
@@ -307,15 +328,20 @@ class EventLog:
         self._client.scheduler.disarm_event(str(event_id))
         return public_event(record)
 
-    def list(self, name: str | None = None) -> list[dict[str, Any]]:
+    def list_events(self, name: str | None = None) -> list[dict[str, Any]]:
         """Stored events (raw records), newest first, optionally only those named ``name``."""
-        records = [r for _, r in self._store.scan(EVENT_PREFIX) if name is None or r.get("name") == name]
+        records = [
+            r for _, r in self._store.scan(EVENT_PREFIX) if name is None or r.get("name") == name
+        ]
         records.sort(key=lambda r: r.get("created_at", 0), reverse=True)
         return records
 
     def pending(self) -> list[tuple[str, float]]:
         """``(event id, deliver_at)`` of every event not yet delivered nor canceled."""
-        return [(key[len(PENDING_PREFIX) :], rec["deliver_at"]) for key, rec in self._store.scan(PENDING_PREFIX)]
+        return [
+            (key[len(PENDING_PREFIX) :], rec["deliver_at"])
+            for key, rec in self._store.scan(PENDING_PREFIX)
+        ]
 
     # -- delivery -------------------------------------------------------------------------
     def deliver(self, event_id: str) -> dict[str, Any] | None:
@@ -328,7 +354,11 @@ class EventLog:
         queued: list[str] = []
         with store.transaction():
             record = store.get(key)
-            if record is None or record.get("delivered_at") is not None or record.get("cancelled_at") is not None:
+            if (
+                record is None
+                or record.get("delivered_at") is not None
+                or record.get("cancelled_at") is not None
+            ):
                 store.delete(PENDING_PREFIX + event_id)
                 return record
             if record["deliver_at"] > now:
@@ -340,7 +370,9 @@ class EventLog:
                     continue
                 run_id = trigger_run_id(job_id, "event", event_id)
                 if self._client.repo.load_run(run_id) is None:
-                    self._client.repo.save_run(new_run_record(run_id, job, record["payload"], event=view))
+                    self._client.repo.save_run(
+                        new_run_record(run_id, job, record["payload"], event=view)
+                    )
                     queue_run(store, run_id, job_id)
                     queued.append(run_id)
                 if run_id not in record["runs"]:
@@ -400,31 +432,31 @@ class EventLog:
         store = self._store
         key = WAITER_PREFIX + task["id"]
         since = task["started_at"] - lookback_seconds
+        entry = {
+            **rule,
+            "task_id": task["id"],
+            "run_id": task["run_id"],
+            "idempotency_key": task["idempotency_key"],
+            "since": since,
+            "timeout_at": task.get("external_timeout_at"),
+        }
         with store.transaction():
-            if store.get(key) is None:
-                store.put(
-                    key,
-                    {
-                        **rule,
-                        "task_id": task["id"],
-                        "run_id": task["run_id"],
-                        "idempotency_key": task["idempotency_key"],
-                        "since": since,
-                        "timeout_at": task.get("external_timeout_at"),
-                        "registered_at": time.time(),
-                    },
-                )
+            stored = store.get(key)
+            # Kept as is on replays (its registration time orders the waiters); replaced when
+            # the wait was armed again (a manual retry gives it a new start and timeout).
+            if stored is None or {k: stored.get(k) for k in entry} != entry:
+                store.put(key, {**entry, "registered_at": time.time()})
         candidates = [
             record
             for _, record in store.scan(EVENT_PREFIX)
-            if record.get("delivered_at") is not None and record["delivered_at"] >= since and event_matches(rule, record)
+            if record.get("delivered_at") is not None
+            and record["delivered_at"] >= since
+            and event_matches(rule, record)
         ]
-        if not candidates:
-            return
-        first = min(candidates, key=lambda r: r["delivered_at"])
-        outcome = self._resolve(store.get(key) or {"run_id": task["run_id"], "idempotency_key": task["idempotency_key"]}, first)
-        if outcome != "vetoed":
-            store.delete(key)
+        if candidates:
+            first = min(candidates, key=lambda r: r["delivered_at"])
+            if self._resolve(entry, first) != "vetoed":
+                store.delete(key)
 
     def _resolve_waiters(self, record: dict[str, Any]) -> list[str]:
         """Complete every registered waiter the delivered ``record`` matches; returns the
@@ -444,7 +476,11 @@ class EventLog:
     def _resolve(self, waiter: Mapping[str, Any], record: Mapping[str, Any]) -> str:
         def check(task: dict[str, Any]) -> str | None:
             timeout_at = task.get("external_timeout_at")
-            if task["status"] == TaskStatus.WAITING and timeout_at is not None and timeout_at <= time.time():
+            if (
+                task["status"] == TaskStatus.WAITING
+                and timeout_at is not None
+                and timeout_at <= time.time()
+            ):
                 return "timed_out"  # its run's timer fails it (v2: the dispatcher expired)
             return None
 
@@ -458,7 +494,11 @@ class EventLog:
                 check=check,
             )
         except Exception:  # one broken waiter must not stop the delivery to the others
-            log.exception("trigger_nb: delivering event %s to run %s failed", record.get("id"), waiter.get("run_id"))
+            log.exception(
+                "trigger_nb: delivering event %s to run %s failed",
+                record.get("id"),
+                waiter.get("run_id"),
+            )
             return "vetoed"
 
 
@@ -469,7 +509,11 @@ def queue_run(store: Any, run_id: str, job_id: str, *, claimed_by: str | None = 
     """Mark ``run_id`` to be started by the process that defines ``job_id``."""
     store.put(
         START_PREFIX + run_id,
-        {"job_id": job_id, "claimed_by": claimed_by, "claimed_at": time.time() if claimed_by else None},
+        {
+            "job_id": job_id,
+            "claimed_by": claimed_by,
+            "claimed_at": time.time() if claimed_by else None,
+        },
     )
 
 
@@ -479,7 +523,7 @@ def claim_queued_runs(store: Any, holder: str, job_ids: set[str]) -> list[tuple[
     A marker whose run is no longer QUEUED (it was executed) is removed; one claimed by a
     process that did not start the run within :data:`CLAIM_TTL` is taken over.
     """
-    claimed = []
+    claimed: list[tuple[str, str]] = []
     now = time.time()
     entries = store.scan(START_PREFIX)
     if not entries:
@@ -513,8 +557,12 @@ def release_queued_run(store: Any, run_id: str) -> None:
 
 def sent_summary(event: Mapping[str, Any]) -> str:
     """One line about an event just sent (a :func:`public_event`)."""
-    state = "canceled" if event.get("cancelled_at") else "delivered" if event.get("delivered_at") else (
-        f"to be delivered at {event.get('deliver_at')}"
+    state = (
+        "canceled"
+        if event.get("cancelled_at")
+        else "delivered"
+        if event.get("delivered_at")
+        else (f"to be delivered at {event.get('deliver_at')}")
     )
     runs = event.get("runs") or []
     started = f"; started {len(runs)} run(s): {', '.join(runs)}" if runs else "; no job matched"

@@ -95,11 +95,16 @@ def validate_status_pattern(pattern: Any) -> str:
     """Return ``pattern`` normalised (trimmed, lower case) or raise ``ConfigError``."""
     if not isinstance(pattern, str):
         raise ConfigError(
-            f"retry keys are status patterns (strings such as \"429\" or \"5xx\"), not "
+            f'retry keys are status patterns (strings such as "429" or "5xx"), not '
             f"{type(pattern).__name__} {pattern!r}."
         )
     text = pattern.strip().lower()
-    if text == "all" or _EXACT.fullmatch(text) or _HUNDREDS.fullmatch(text) or _PREFIX.fullmatch(text):
+    if (
+        text == "all"
+        or _EXACT.fullmatch(text)
+        or _HUNDREDS.fullmatch(text)
+        or _PREFIX.fullmatch(text)
+    ):
         return text
     ranged = _RANGE.fullmatch(text)
     if ranged:
@@ -109,8 +114,8 @@ def validate_status_pattern(pattern: Any) -> str:
     if "," in text and all(_EXACT.fullmatch(item.strip()) for item in text.split(",")):
         return text
     raise ConfigError(
-        f"Unknown retry status pattern {pattern!r}. Use \"all\", an exact code \"429\", a list "
-        "\"401,403\" (exact codes only), a range \"500-599\", \"5xx\" or a prefix like \"40x\"."
+        f'Unknown retry status pattern {pattern!r}. Use "all", an exact code "429", a list '
+        '"401,403" (exact codes only), a range "500-599", "5xx" or a prefix like "40x".'
     )
 
 
@@ -158,7 +163,14 @@ _ALIASES = {
 _BACKOFF_OPTIONS = ("limit", "factor", "min_timeout_in_ms", "max_timeout_in_ms", "randomize")
 _STRATEGY_KEYS = {
     "backoff": {"strategy", "body_filter", *_BACKOFF_OPTIONS},
-    "headers": {"strategy", "body_filter", "reset_header", "reset_format", "limit_header", "remaining_header"},
+    "headers": {
+        "strategy",
+        "body_filter",
+        "reset_header",
+        "reset_format",
+        "limit_header",
+        "remaining_header",
+    },
 }
 
 
@@ -172,6 +184,17 @@ class RetryStrategy:
     reset_header: str | None = None
     reset_format: str = "unix_timestamp"
     body_filter: Mapping[str, Any] | None = None
+
+    def display(self) -> dict[str, Any]:
+        """The strategy as JSON for the task's params, with every default filled in."""
+        shown: dict[str, Any] = {"strategy": self.kind}
+        if self.kind == "backoff":
+            shown.update(self.backoff or {})
+        else:
+            shown.update(reset_header=self.reset_header, reset_format=self.reset_format)
+        if self.body_filter is not None:
+            shown["body_filter"] = self.body_filter
+        return shown
 
     def matches(self, status: int, body: Any, body_is_json: bool) -> bool:
         """Status in the pattern, and the body filter (if any) passes on a JSON body (v2)."""
@@ -222,7 +245,9 @@ def _strategy_options(pattern: str, strategy: Any) -> dict[str, Any]:
             raise ConfigError(f"{where}: option names are strings, not {key!r}.")
         name = _ALIASES.get(key, key)
         if name in options:
-            raise ConfigError(f"{where}: option {name!r} is given twice (snake_case and camelCase).")
+            raise ConfigError(
+                f"{where}: option {name!r} is given twice (snake_case and camelCase)."
+            )
         options[name] = value
     kind = options.setdefault("strategy", "backoff")
     if kind not in _STRATEGY_KEYS:
@@ -230,7 +255,9 @@ def _strategy_options(pattern: str, strategy: Any) -> dict[str, Any]:
     unknown = sorted(set(options) - _STRATEGY_KEYS[kind])
     if unknown:
         allowed = ", ".join(sorted(_STRATEGY_KEYS[kind]))
-        raise ConfigError(f"{where}: unknown option(s) {unknown} for a {kind} strategy; use {allowed}.")
+        raise ConfigError(
+            f"{where}: unknown option(s) {unknown} for a {kind} strategy; use {allowed}."
+        )
     return options
 
 
@@ -283,6 +310,13 @@ def normalize_fetch_retry(retry: Any) -> tuple[RetryStrategy, ...] | None:
     return tuple(normalize_strategy(key, retry[key]) for key in js_key_order(list(retry)))
 
 
+def display_retry(strategies: Iterable[RetryStrategy] | None) -> dict[str, Any] | None:
+    """A fetch's ``retry`` option for its params: patterns in matching order, defaults filled."""
+    if strategies is None:
+        return None
+    return {strategy.pattern: strategy.display() for strategy in strategies}
+
+
 def select_strategy(
     strategies: Iterable[RetryStrategy] | None, status: int, body: Any, body_is_json: bool
 ) -> RetryStrategy | None:
@@ -296,9 +330,7 @@ def select_strategy(
 # --- reset headers -----------------------------------------------------------------------------
 
 _NUMBER = re.compile(r"[+-]?\d+(?:\.\d+)?")
-_OPENAI_DURATION = re.compile(
-    r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?(?:(\d+)ms)?"
-)
+_OPENAI_DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?(?:(\d+)ms)?")
 
 
 def parse_reset(value: str | None, reset_format: str, *, now: float) -> float | None:
@@ -362,7 +394,10 @@ class TimeoutPlan:
         return f"Fetch timed out after {self.duration_ms}ms"  # v2's wording
 
     def display(self) -> dict[str, Any]:
-        return {"duration_in_ms": self.duration_ms, "retry": None if self.retry is None else dict(self.retry)}
+        return {
+            "duration_in_ms": self.duration_ms,
+            "retry": None if self.retry is None else dict(self.retry),
+        }
 
 
 def clamp_timeout_ms(duration_ms: float | None, bounds: tuple[int, int, int]) -> int:
@@ -372,7 +407,9 @@ def clamp_timeout_ms(duration_ms: float | None, bounds: tuple[int, int, int]) ->
     return int(js_round(min(max(chosen, minimum), maximum)))
 
 
-def normalize_timeout(timeout: Any, bounds: tuple[int, int, int], *, what: str = "timeout") -> TimeoutPlan:
+def normalize_timeout(
+    timeout: Any, bounds: tuple[int, int, int], *, what: str = "timeout"
+) -> TimeoutPlan:
     """Validate ``{"duration_in_ms": ms, "retry": {...}}`` (v2's ``durationInMs`` accepted) and
     clamp the duration to ``bounds`` (default, min, max). ``None`` → the default, no retry."""
     if timeout is None:
@@ -391,8 +428,12 @@ def normalize_timeout(timeout: Any, bounds: tuple[int, int, int], *, what: str =
     if duration is not None and (
         isinstance(duration, bool) or not isinstance(duration, (int, float)) or math.isnan(duration)
     ):
-        raise ConfigError(f"{what}: duration_in_ms must be a number of milliseconds, not {duration!r}.")
-    return TimeoutPlan(clamp_timeout_ms(duration, bounds), normalize_retry_options(timeout.get("retry")))
+        raise ConfigError(
+            f"{what}: duration_in_ms must be a number of milliseconds, not {duration!r}."
+        )
+    return TimeoutPlan(
+        clamp_timeout_ms(duration, bounds), normalize_retry_options(timeout.get("retry"))
+    )
 
 
 # --- requests ----------------------------------------------------------------------------------
@@ -453,7 +494,9 @@ def check_url(url: Any, *, what: str = "url") -> httpx.URL:
             "secret in a header instead, e.g. headers={'Authorization': redact_string('Bearer {}', key)}."
         )
     if not isinstance(url, str):
-        raise ConfigError(f"{what} must be a str such as 'https://api.example.com/items', not {type(url).__name__}.")
+        raise ConfigError(
+            f"{what} must be a str such as 'https://api.example.com/items', not {type(url).__name__}."
+        )
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError, ValueError) as exc:
@@ -497,7 +540,9 @@ def prepare_request(url: Any, request_init: Any, *, what: str = "request_init") 
     body = request_init.get("body")
     if has_body:
         if method in ("GET", "HEAD"):
-            raise ConfigError(f"{what}: a {method} request cannot have a body; use method 'POST' or 'PUT'.")
+            raise ConfigError(
+                f"{what}: a {method} request cannot have a body; use method 'POST' or 'PUT'."
+            )
         if not isinstance(body, (str, bytes)):
             try:
                 json.dumps(reveal(body), allow_nan=False)
@@ -521,7 +566,9 @@ def _check_headers(headers: Any, what: str) -> tuple[tuple[str, str], ...]:
     if headers is None:
         return ()
     if not isinstance(headers, Mapping):
-        raise ConfigError(f"{what}: headers must be a dict of name to value, not {type(headers).__name__}.")
+        raise ConfigError(
+            f"{what}: headers must be a dict of name to value, not {type(headers).__name__}."
+        )
     checked: list[tuple[str, str]] = []
     for name, value in headers.items():
         if not isinstance(name, str) or not _TOKEN.fullmatch(name):
@@ -536,7 +583,9 @@ def _check_headers(headers: Any, what: str) -> tuple[tuple[str, str], ...]:
         if any(c in real for c in "\r\n\0"):
             raise ConfigError(f"{what}: header {name!r} contains a line break or NUL character.")
         if not real.isascii():
-            raise ConfigError(f"{what}: header {name!r} must be ASCII text (encode other characters).")
+            raise ConfigError(
+                f"{what}: header {name!r} must be ASCII text (encode other characters)."
+            )
         checked.append((name, value))
     return tuple(checked)
 
@@ -571,6 +620,7 @@ __all__ = [
     "TimeoutPlan",
     "check_url",
     "clamp_timeout_ms",
+    "display_retry",
     "js_key_order",
     "normalize_fetch_retry",
     "normalize_strategy",

@@ -224,7 +224,7 @@ class JobMagics(Magics):
         opts = parsed.options
         event: dict[str, Any] = {"name": parsed.positional[0]}
         if "payload" in opts:
-            ns = self.shell.user_ns if self.shell is not None else {}
+            ns: dict[str, Any] = self.shell.user_ns if self.shell is not None else {}
             event["payload"] = parse_json_or_python(opts["payload"], ns, what="--payload")
         if opts.get("id"):
             event["id"] = opts["id"]
@@ -241,7 +241,7 @@ class JobMagics(Magics):
             raise ConfigError("Usage: %job events [--name N]")
         from ._eventlog import events_table
 
-        print(events_table(default_client().event_log.list(name=parsed.options.get("name"))))
+        print(events_table(default_client().event_log.list_events(name=parsed.options.get("name"))))
 
     def _cmd_config(self, rest: str) -> None:
         parsed = parse_line(

@@ -188,7 +188,6 @@ def secrets_in(value: Any) -> tuple[str, ...]:
     def walk(v: Any) -> None:
         if isinstance(v, RedactedString):
             found.update(dict.fromkeys(v._secret_values()))
-            found[v._reveal()] = None
         elif isinstance(v, Mapping):
             for k, item in v.items():
                 walk(k)
@@ -239,4 +238,12 @@ def scrub(value: Any, secrets: Iterable[str]) -> Any:
     return walk(value)
 
 
-__all__ = ["REDACTED", "RedactedString", "conceal", "redact_string", "reveal", "scrub", "secrets_in"]
+__all__ = [
+    "REDACTED",
+    "RedactedString",
+    "conceal",
+    "redact_string",
+    "reveal",
+    "scrub",
+    "secrets_in",
+]

@@ -39,12 +39,9 @@ def iso(ts: float | None) -> str | None:
     return None if ts is None else _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).isoformat()
 
 
-def last_outcomes(run: dict[str, Any]) -> dict[str, str]:
-    """task id → what the last execution did with it (ran, replayed, failed, retry, waiting)."""
-    history = run.get("history") or []
-    if not history:
-        return {}
-    return {entry[0]: entry[1] for entry in history[-1].get("tasks", [])}
+def outcomes(journal: list[Any]) -> dict[str, str]:
+    """task id → what an execution did with it (ran, replayed, failed, retry, waiting)."""
+    return {entry[0]: entry[1] for entry in journal}
 
 
 def was_replayed(task: dict[str, Any], outcome: str | None, executions: int) -> bool:
@@ -119,13 +116,22 @@ class Run:
     def tasks(self) -> list[dict[str, Any]]:
         """Task records in first-seen order (see SPEC §3 for the fields)."""
         run = self.record
-        outcomes = last_outcomes(run)
         repo = self._client.repo
+        last = outcomes(repo.load_journal(self.id, run["executions"]))
         views = []
         for task in repo.load_tasks(self.id):
-            replayed = was_replayed(task, outcomes.get(task["id"]), run["executions"])
+            replayed = was_replayed(task, last.get(task["id"]), run["executions"])
             views.append(public_task(task, replayed, _task_output(repo, task)))
         return views
+
+    def executions_log(self) -> list[dict[str, Any]]:
+        """One entry per recorded execution (the last 20): ``n``, ``status``, ``started_at``,
+        ``ended_at``, and ``tasks`` = ``[task_id, outcome, attempts]`` in the order visited."""
+        journals = self._client.repo.load_journals(self.id)
+        return [
+            {**summary, "tasks": journals.get(summary["n"], [])}
+            for summary in self.record.get("history") or []
+        ]
 
     # -- waiting --------------------------------------------------------------------------
     async def wait(self, timeout: float | None = None) -> Run:
@@ -185,7 +191,7 @@ class Run:
         """The task log as plain text (executions separated, replayed tasks marked)."""
         from ._display import render_text
 
-        return render_text(self.record, self._client.repo.load_tasks(self.id), self._client.repo)
+        return render_text(self.record, self._client.repo.load_tasks(self.id), self._journals())
 
     def summary(self) -> str:
         from ._display import summary_line
@@ -195,7 +201,10 @@ class Run:
     def _repr_html_(self) -> str:
         from ._display import render_html
 
-        return render_html(self.record, self._client.repo.load_tasks(self.id), self._client.repo)
+        return render_html(self.record, self._client.repo.load_tasks(self.id), self._journals())
+
+    def _journals(self) -> dict[int, list[Any]]:
+        return self._client.repo.load_journals(self.id)
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
         printer.text(self.summary() if self._quiet else self.log())

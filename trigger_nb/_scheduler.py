@@ -102,13 +102,16 @@ class Scheduler:
     def job_defined(self, job: JobDefinition) -> None:
         """A job was defined or re-defined: store its event rule, replace its schedule."""
         self._events.job_defined(job)
-        store = self._client.storage
-        if _scheduled(job) is None and store.get(SCHEDULE_PREFIX + job.id) is not None:
-            store.delete(SCHEDULE_PREFIX + job.id)
-        if self._closed:
-            return
-        if _scheduled(job) is not None or job.id in self._schedule_timers:
-            self._client._host.call_soon(self._apply_schedule, job.id)
+        trigger = _scheduled(job)
+        if trigger is None:
+            store = self._client.storage
+            if store.get(SCHEDULE_PREFIX + job.id) is not None:
+                store.delete(SCHEDULE_PREFIX + job.id)
+            if job.id in self._schedule_timers and not self._closed:
+                self._client._host.call_soon(self._disarm_schedule, job.id)
+        elif not self._closed:
+            due = self._store_schedule(job, trigger)
+            self._client._host.call_soon(self._arm_schedule, job.id, due)
         if self._started:  # runs queued for this job (by an event, a missed tick) start now
             self.start_queued()
 
@@ -151,8 +154,10 @@ class Scheduler:
             return
         self._started = True
         self._catch_up_orphans()
-        for job_id in list(self._client.jobs):
-            self._apply_schedule(job_id)
+        for job in list(self._client.jobs.values()):
+            trigger = _scheduled(job)
+            if trigger is not None:
+                self._arm_schedule(job.id, self._store_schedule(job, trigger))
         self.poll()
         self._watcher = self._client.runner.spawn(self._watch())
 
@@ -188,7 +193,9 @@ class Scheduler:
             return
         self._disarm_event(event_id)
         loop = asyncio.get_running_loop()
-        self._event_timers[event_id] = loop.call_later(max(0.0, due - time.time()), self._fire_event, event_id)
+        self._event_timers[event_id] = loop.call_later(
+            max(0.0, due - time.time()), self._fire_event, event_id
+        )
 
     def _disarm_event(self, event_id: str) -> None:
         timer = self._event_timers.pop(event_id, None)
@@ -214,7 +221,9 @@ class Scheduler:
         if not jobs:
             return
         runner = self._client.runner
-        for run_id, job_id in claim_queued_runs(self._client.storage, self._client.repo.holder, jobs):
+        for run_id, job_id in claim_queued_runs(
+            self._client.storage, self._client.repo.holder, jobs
+        ):
             runner.spawn(self._start_run(run_id, job_id))
 
     async def _start_run(self, run_id: str, job_id: str) -> None:
@@ -267,30 +276,44 @@ class Scheduler:
         return True
 
     # -- schedules --------------------------------------------------------------------------
-    def _apply_schedule(self, job_id: str) -> None:
-        """(Re-)arm the job's schedule from its stored record — the one timer for this job."""
+    def _store_schedule(self, job: JobDefinition, trigger: IntervalTrigger | CronTrigger) -> float:
+        """Create or keep the job's schedule record; returns when it is next due. The same
+        spec keeps its rhythm (and a tick missed while no kernel ran is due at once); a new
+        spec starts one interval (or the next cron match) from now."""
+        now = time.time()
+        store = self._client.storage
+        key = SCHEDULE_PREFIX + job.id
+        with store.transaction():
+            record = store.get(key)
+            if (
+                record is None
+                or record.get("spec") != trigger.spec()
+                or record.get("next_due") is None
+            ):
+                record = {
+                    "job_id": job.id,
+                    "spec": trigger.spec(),
+                    "next_due": trigger.first_due(now),
+                    "last_timestamp": record.get("last_timestamp") if record else None,
+                }
+            record.update(name=job.name, version=job.version, holder=self._client.repo.holder)
+            store.put(key, record)
+        return float(record["next_due"])
+
+    def _arm_schedule(self, job_id: str, due: float) -> None:
+        """The one timer of ``job_id``: replaces any previous one."""
+        self._disarm_schedule(job_id)
+        if self._closed:
+            return
+        loop = asyncio.get_running_loop()
+        self._schedule_timers[job_id] = loop.call_later(
+            max(0.0, due - time.time()), self._tick, job_id, due
+        )
+
+    def _disarm_schedule(self, job_id: str) -> None:
         timer = self._schedule_timers.pop(job_id, None)
         if timer is not None:
             timer.cancel()
-        job = self._client.jobs.get(job_id)
-        trigger = _scheduled(job)
-        if self._closed or trigger is None or job is None:
-            return
-        now = time.time()
-        store = self._client.storage
-        key = SCHEDULE_PREFIX + job_id
-        with store.transaction():
-            record = store.get(key)
-            if record is None or record.get("spec") != trigger.spec() or record.get("next_due") is None:
-                last = record.get("last_timestamp") if record else None
-                record = {"job_id": job_id, "spec": trigger.spec(), "next_due": trigger.first_due(now), "last_timestamp": last}
-            record.update(name=job.name, version=job.version, holder=self._client.repo.holder)
-            store.put(key, record)
-        self._arm_schedule(job_id, record["next_due"])
-
-    def _arm_schedule(self, job_id: str, due: float) -> None:
-        loop = asyncio.get_running_loop()
-        self._schedule_timers[job_id] = loop.call_later(max(0.0, due - time.time()), self._tick, job_id, due)
 
     def _tick(self, job_id: str, due: float) -> None:
         self._schedule_timers.pop(job_id, None)
@@ -349,7 +372,11 @@ class Scheduler:
                 run_id = trigger_run_id(job_id, "schedule", ts)
                 if repo.load_run(run_id) is None:
                     meta = job_meta(job_id, record.get("name"), record.get("version"))
-                    repo.save_run(new_run_record(run_id, meta, {"ts": ts, "last_timestamp": record.get("last_timestamp")}))
+                    repo.save_run(
+                        new_run_record(
+                            run_id, meta, {"ts": ts, "last_timestamp": record.get("last_timestamp")}
+                        )
+                    )
                     queue_run(store, run_id, job_id)
                 record.update(last_timestamp=ts, next_due=None, holder=None)
                 store.put(key, record)

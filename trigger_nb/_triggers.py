@@ -83,7 +83,9 @@ def event_rule(
     """
     names = _names(name, where=where)
     if source is not None and (not isinstance(source, str) or not source):
-        raise ConfigError(f"{where}: source must be a non-empty string or None (any source), got {source!r}.")
+        raise ConfigError(
+            f"{where}: source must be a non-empty string or None (any source), got {source!r}."
+        )
     if filter is not None:
         validate_event_filter(filter, where="filter")
     if context_filter is not None:
@@ -108,7 +110,9 @@ def event_matches(rule: Mapping[str, Any], event: Mapping[str, Any]) -> bool:
     source = rule.get("source")
     if source is not None and event.get("source") != source:
         return False
-    if rule.get("filter") is not None and not event_filter_matches(event.get("payload"), rule["filter"]):
+    if rule.get("filter") is not None and not event_filter_matches(
+        event.get("payload"), rule["filter"]
+    ):
         return False
     context_filter = rule.get("context_filter")
     return context_filter is None or event_filter_matches(event.get("context"), context_filter)
@@ -247,7 +251,9 @@ def event_trigger(
     """
     rule = event_rule(name, filter=filter, source=source, context_filter=context_filter)
     if schema is not None and not callable(schema):
-        raise ConfigError(f"event_trigger: schema must be callable (e.g. MyModel.model_validate), got {schema!r}.")
+        raise ConfigError(
+            f"event_trigger: schema must be callable (e.g. MyModel.model_validate), got {schema!r}."
+        )
     names = rule["names"]
     return EventTrigger(
         name=names[0] if isinstance(name, str) else tuple(names),
@@ -264,11 +270,21 @@ def interval_trigger(seconds: float) -> IntervalTrigger:
     The first run is one interval after the job is defined; re-defining the job keeps the
     rhythm. Raises :class:`~trigger_nb.ConfigError` for anything but a number ≥ 1.
     """
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
-        raise ConfigError(f"interval_trigger(seconds=...) needs a number of seconds, got {seconds!r}.")
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, (int, float))
+        or not math.isfinite(seconds)
+    ):
+        raise ConfigError(
+            f"interval_trigger(seconds=...) needs a number of seconds, got {seconds!r}."
+        )
     if seconds < 1:
-        raise ConfigError(f"interval_trigger(seconds=...) must be at least 1 second, got {seconds!r}.")
-    return IntervalTrigger(seconds=float(seconds) if not float(seconds).is_integer() else int(seconds))
+        raise ConfigError(
+            f"interval_trigger(seconds=...) must be at least 1 second, got {seconds!r}."
+        )
+    return IntervalTrigger(
+        seconds=float(seconds) if not float(seconds).is_integer() else int(seconds)
+    )
 
 
 def cron_trigger(cron: str) -> CronTrigger:
@@ -364,7 +380,9 @@ class TriggerView:
         trigger = job.trigger
         header = f"Job {job.id} ({job.name} {job.version}) · {trigger.describe() if trigger else 'on invoke'}"
         if isinstance(trigger, EventTrigger):
-            note = "Registered: each matching event starts a run (`%job send NAME` or POST /events)."
+            note = (
+                "Registered: each matching event starts a run (`%job send NAME` or POST /events)."
+            )
         else:
             due = self._client.scheduler.next_due(job.id)
             when = (
@@ -384,7 +402,9 @@ class TriggerView:
         lines = [header, note, f"Runs started: {len(runs)}"]
         lines += [f"  {summary_line(run.record)}" for run in runs[: self.MAX_RUNS]]
         if len(runs) > self.MAX_RUNS:
-            lines.append(f"  ... and {len(runs) - self.MAX_RUNS} more (`%job list --job {self.job_id}`)")
+            lines.append(
+                f"  ... and {len(runs) - self.MAX_RUNS} more (`%job list --job {self.job_id}`)"
+            )
         return "\n".join(lines)
 
     def html(self) -> str:
@@ -392,9 +412,14 @@ class TriggerView:
 
         header, note, runs = self._lines()
         rows = "".join(
-            f"<li><code>{html.escape(summary_line(run.record))}</code></li>" for run in runs[: self.MAX_RUNS]
+            f"<li><code>{html.escape(summary_line(run.record))}</code></li>"
+            for run in runs[: self.MAX_RUNS]
         )
-        more = f"<div>... and {len(runs) - self.MAX_RUNS} more</div>" if len(runs) > self.MAX_RUNS else ""
+        more = (
+            f"<div>... and {len(runs) - self.MAX_RUNS} more</div>"
+            if len(runs) > self.MAX_RUNS
+            else ""
+        )
         return (
             f'<div class="trigger-nb-trigger"><b>{html.escape(header)}</b>'
             f"<div>{html.escape(note)}</div><div>Runs started: {len(runs)}</div>"
@@ -411,10 +436,12 @@ class TriggerView:
         return self.html()
 
     def _ipython_display_(self) -> None:
+        from IPython import get_ipython
         from IPython.display import display
 
         handle = display(self._bundle(), raw=True, display_id=True)
-        if handle is None:
+        # Live only in a kernel: a terminal shell would print every update again.
+        if handle is None or getattr(get_ipython(), "kernel", None) is None:
             return
         self._handle = handle
         self._known = {run.id for run in self.runs()}

@@ -235,14 +235,18 @@ class Execution:
         self, spec: TaskSpec, record: dict[str, Any] | None, key: str, parent_id: str | None
     ) -> Any:
         now = self.clock()
-        if record is not None and record["status"] == TaskStatus.CANCELED:
-            # v2 §2.5: a canceled task asked for again is re-opened with the new-task rules
-            # (a wait gets a new deadline, a callback a new URL); it keeps its place in the log.
-            record = self._new_record(spec, key, parent_id, now, seq=record.get("seq"))
-            record["status"] = TaskStatus.CANCELED
+        if record is not None and record["status"] in (TaskStatus.CANCELED, TaskStatus.ERRORED):
+            # Re-opened with the new-task rules, keeping its place in the log: a canceled task
+            # asked for again (v2 §2.5), or a failed one on a manual retry (fix of v2 #912) —
+            # a fetch is sent again, a callback or event wait re-armed; attempts continue.
+            old = record
+            record = self._new_record(spec, key, parent_id, now, seq=old.get("seq"))
+            record["status"] = old["status"]
+            if old["status"] == TaskStatus.ERRORED:
+                record["attempts"] = old["attempts"] + 1
         elif record is None:
             record = self._new_record(spec, key, parent_id, now)
-        if record["status"] in (None, TaskStatus.CANCELED):
+        if record["status"] in (None, TaskStatus.CANCELED, TaskStatus.ERRORED):
             if spec.delay_until is not None and spec.delay_until > now:
                 advance_task(record, TaskStatus.WAITING)
                 record["delay_until"] = spec.delay_until
@@ -291,10 +295,8 @@ class Execution:
                 advance_task(record, TaskStatus.RUNNING)
                 if record.pop("retry_at", None) is not None:
                     record["attempts"] += 1
-            elif status in (TaskStatus.ERRORED, TaskStatus.PENDING):
+            elif status == TaskStatus.PENDING:
                 advance_task(record, TaskStatus.RUNNING)
-                record["attempts"] += 1 if status == TaskStatus.ERRORED else 0
-                record["error"] = None
             # RUNNING: the process that ran it died, or a child suspended it: run it again.
             record["started_at"] = record.get("started_at") or now
         return await self._call(spec, record)
@@ -454,7 +456,7 @@ class Execution:
 
     async def _hand_out_callback(self, spec: TaskSpec, record: dict[str, Any]) -> Any:
         """Run the callback once to hand the URL on, then suspend until the POST (v2 §4)."""
-        self._save(record)
+        self._save(record, index_callback=True)
         if self.bus.active:
             self.bus.emit(Notice("task", self.run_id, task=record))
         if spec.fn is not None:
@@ -549,8 +551,10 @@ class Execution:
         self.records[key] = record
         return record
 
-    def _save(self, record: dict[str, Any], *, blob: bytes | None = None) -> None:
-        self.repo.save_task(record, blob=blob)
+    def _save(
+        self, record: dict[str, Any], *, blob: bytes | None = None, index_callback: bool = False
+    ) -> None:
+        self.repo.save_task(record, blob=blob, index_callback=index_callback)
         if self.bus.active:
             self.bus.emit(Notice("task", self.run_id, task=record))
 

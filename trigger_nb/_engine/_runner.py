@@ -136,6 +136,7 @@ class Runner:
         self._changed: dict[str, asyncio.Event] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._operations: dict[str, asyncio.Task[Any]] = {}
+        self._resuming: set[str] = set()  # runs with a resume scheduled but not yet executing
 
     # -- executing ------------------------------------------------------------------------
     async def execute(self, run_id: str, *, busy_timeout: float | None = None) -> dict[str, Any]:
@@ -147,69 +148,83 @@ class Runner:
         :class:`RunBusyError` at once).
         """
         async with self._lock(run_id):
-            self.repo.clear_wake(run_id)
             return await self._execute_locked(run_id, busy_timeout)
 
     def _lock(self, run_id: str) -> asyncio.Lock:
         return self._locks.setdefault(run_id, asyncio.Lock())
 
-    async def _execute_locked(self, run_id: str, busy_timeout: float | None) -> dict[str, Any]:
-        run = self.repo.load_run(run_id)
-        if run is None:
-            raise ConfigError(f"No run {run_id!r} in the store at {self.repo.store.location}.")
-        job = self.jobs.get(run["job_id"])
-        if job is None:
-            raise ConfigError(
-                f"Run {run_id} belongs to job {run['job_id']!r}, which is not defined in this "
-                "process: execute the job's cell (or define_job) first."
-            )
+    async def _execute_locked(
+        self, run_id: str, busy_timeout: float | None, *, only_if_waiting: bool = False
+    ) -> dict[str, Any]:
         self._cancel_timer(run_id)
-        await self._acquire_lease(run_id, busy_timeout)
-        try:
-            return await self._execute_leased(run_id, job)
-        finally:
-            self.repo.release_lease(run_id)
-
-    async def _acquire_lease(self, run_id: str, busy_timeout: float | None) -> None:
         deadline = None if busy_timeout is None else time.monotonic() + busy_timeout
         while True:
             try:
-                self.repo.acquire_lease(run_id)
-                return
+                begun = self._begin(run_id, only_if_waiting=only_if_waiting)
+                break
             except RunBusyError:
                 if deadline is None or time.monotonic() >= deadline:
                     raise
                 await asyncio.sleep(0.1)
+        if begun is None:  # nothing to do (resume of a run that is not waiting, or not ours)
+            run = self.repo.load_run(run_id)
+            assert run is not None
+            return run
+        run, job, reset_errored = begun
+        try:
+            return await self._execute_leased(run, job, reset_errored)
+        finally:
+            self.repo.release_lease(run_id)  # idempotent: _finish normally released it already
 
-    async def _execute_leased(self, run_id: str, job: JobDefinition) -> dict[str, Any]:
-        run = self.repo.load_run(run_id)
-        assert run is not None
-        tasks = self.repo.load_tasks(run_id)
-        if run["status"] == RunStatus.EXECUTING:
-            # We hold the lease, so whoever was executing it died mid-execution (SPEC §10): that
-            # execution ends as interrupted; its RUNNING task (if any) runs again, at least once.
-            advance_run(run, RunStatus.WAITING)
-            run["history"] = [
-                *run.get("history", [])[-(HISTORY_LIMIT - 1) :],
-                {"n": run["executions"], "started_at": run.get("updated_at"), "ended_at": time.time(),
-                 "status": "INTERRUPTED", "tasks": []},
-            ]
-        previous = run["status"]
-        reset_errored = previous in (RunStatus.FAILURE, RunStatus.CANCELED, RunStatus.TIMED_OUT)
-        now = time.time()
-        advance_run(run, RunStatus.EXECUTING)
-        run["executions"] += 1
-        run["is_retry"] = bool(run.get("is_retry")) or reset_errored  # persists: fix of v2 #216
-        run["started_at"] = run.get("started_at") or now
-        run["updated_at"] = now
-        run["wake_at"] = None
-        run["cancel_requested"] = False
-        if reset_errored:
-            run["error"] = None
-        self._save_run(run)
+    def _begin(
+        self, run_id: str, *, only_if_waiting: bool
+    ) -> tuple[dict[str, Any], JobDefinition, bool] | None:
+        """One transaction: take the lease, load the run, mark it EXECUTING (SPEC §10)."""
+        with self.repo.store.transaction():
+            run = self.repo.load_run(run_id)
+            if run is None:
+                raise ConfigError(f"No run {run_id!r} in the store at {self.repo.store.location}.")
+            job = self.jobs.get(run["job_id"])
+            if only_if_waiting and (run["status"] != RunStatus.WAITING or job is None):
+                return None  # a job not defined here is picked up when its cell is executed
+            if job is None:
+                raise ConfigError(
+                    f"Run {run_id} belongs to job {run['job_id']!r}, which is not defined in this "
+                    "process: execute the job's cell (or define_job) first."
+                )
+            self.repo.acquire_lease(run_id)
+            self.repo.clear_wake(run_id)
+            if run["status"] == RunStatus.EXECUTING:
+                # We hold the lease, so whoever executed it died mid-execution: that execution
+                # ends as interrupted; its RUNNING task (if any) runs again, at least once.
+                advance_run(run, RunStatus.WAITING)
+                run["history"] = [
+                    *run.get("history", [])[-(HISTORY_LIMIT - 1) :],
+                    {"n": run["executions"], "started_at": run.get("updated_at"),
+                     "ended_at": time.time(), "status": "INTERRUPTED", "ran": 0, "replayed": 0},
+                ]
+            reset_errored = run["status"] in (RunStatus.FAILURE, RunStatus.CANCELED, RunStatus.TIMED_OUT)
+            now = time.time()
+            advance_run(run, RunStatus.EXECUTING)
+            run["executions"] += 1
+            run["is_retry"] = bool(run.get("is_retry")) or reset_errored  # persists: fix of v2 #216
+            run["started_at"] = run.get("started_at") or now
+            run["updated_at"] = now
+            run["wake_at"] = None
+            run["cancel_requested"] = False
+            if reset_errored:
+                run["error"] = None
+            self.repo.save_run(run)
+        self._notify_run(run)
+        return run, job, reset_errored
+
+    async def _execute_leased(
+        self, run: dict[str, Any], job: JobDefinition, reset_errored: bool
+    ) -> dict[str, Any]:
+        run_id = run["id"]
         execution = Execution(
             run,
-            tasks,
+            self.repo.load_tasks(run_id),
             repo=self.repo,
             bus=self.bus,
             number=run["executions"],
@@ -217,7 +232,7 @@ class Runner:
             output_limit=self.output_limit,
             default_serializer=job.serializer,
             callback_url=self.callback_url,
-            start_operation=lambda record, operation: self.start_operation(record, operation),
+            start_operation=self.start_operation,
         )
         execution.io = self.make_io(execution, job)
         self.bus.emit(Notice("execution", run_id, data={"event": "start", "n": execution.number}))
@@ -251,7 +266,7 @@ class Runner:
             raise
         execution.closing = True
         await execution.wait_idle()  # every concurrent branch finished or suspended (SPEC §4.4)
-        if execution.canceled or self._cancel_requested(run["id"]):
+        if execution.canceled:
             outcome = "canceled"
         elif outcome == "success" and execution.suspensions:
             outcome = "suspended"  # the body swallowed a suspension: the task still waits
@@ -260,45 +275,56 @@ class Runner:
     def _finish(
         self, run: dict[str, Any], execution: Execution, outcome: str, value: Any
     ) -> dict[str, Any]:
+        """One transaction: store the outcome, the execution's journal, release the lease."""
         now = time.time()
-        if outcome == "success":
-            try:
-                encoded = encode_output(value, serializer="json", limit=self.output_limit)
-                run["output_json"] = encoded.data
-                advance_run(run, RunStatus.SUCCESS)
-            except TaskOutputError as exc:
-                # The run's output is always JSON (SPEC §2): --pickle applies to task outputs only.
-                reason = str(exc).split(":", 1)[-1].strip()
-                outcome, value = "failure", TaskOutputError(
-                    f"The job's return value cannot be stored as JSON ({reason}). Return JSON data "
-                    "(dicts, lists, strings, numbers, booleans, None); keep other objects in task "
-                    "outputs with serializer='pickle'."
-                )
-        if outcome == "failure":
-            if isinstance(value, TaskError):
-                run["error"] = {**value.error, "task": value.task.get("display_key")}
-            else:
-                run["error"] = error_record(value)
-            advance_run(run, RunStatus.FAILURE)
-        elif outcome == "suspended":
-            advance_run(run, RunStatus.WAITING)
-            dues = [s.due_at for s in execution.suspensions if s.due_at is not None]
-            run["wake_at"] = min(dues) if dues else None
-        elif outcome == "canceled":
-            advance_run(run, RunStatus.CANCELED)
-            self._cancel_waiting_tasks(execution)
-        if run["status"] in RUN_FINISHED:
-            run["completed_at"] = now
-        run["updated_at"] = now
-        entry = {
-            "n": execution.number,
-            "started_at": execution.started_at,
-            "ended_at": now,
-            "status": run["status"],
-            "tasks": execution.journal,
-        }
-        run["history"] = [*run.get("history", [])[-(HISTORY_LIMIT - 1) :], entry]
-        self._save_run(run)
+        with self.repo.store.transaction():
+            stored = self.repo.load_run(run["id"])
+            if stored is not None and stored.get("cancel_requested"):
+                outcome = "canceled"  # another process (or handle) asked while we executed
+            if outcome == "success":
+                try:
+                    encoded = encode_output(value, serializer="json", limit=self.output_limit)
+                    run["output_json"] = encoded.data
+                    advance_run(run, RunStatus.SUCCESS)
+                except TaskOutputError as exc:
+                    # The run's output is always JSON (SPEC §2): --pickle is for task outputs.
+                    reason = str(exc).split(":", 1)[-1].strip()
+                    outcome, value = "failure", TaskOutputError(
+                        f"The job's return value cannot be stored as JSON ({reason}). Return JSON "
+                        "data (dicts, lists, strings, numbers, booleans, None); keep other objects "
+                        "in task outputs with serializer='pickle'."
+                    )
+            if outcome == "failure":
+                if isinstance(value, TaskError):
+                    run["error"] = {**value.error, "task": value.task.get("display_key")}
+                else:
+                    run["error"] = error_record(value)
+                advance_run(run, RunStatus.FAILURE)
+            elif outcome == "suspended":
+                advance_run(run, RunStatus.WAITING)
+                dues = [s.due_at for s in execution.suspensions if s.due_at is not None]
+                run["wake_at"] = min(dues) if dues else None
+            elif outcome == "canceled":
+                advance_run(run, RunStatus.CANCELED)
+                self._cancel_waiting_tasks(execution)
+            if run["status"] in RUN_FINISHED:
+                run["completed_at"] = now
+            run["updated_at"] = now
+            run["cancel_requested"] = False
+            journal = execution.journal
+            summary = {
+                "n": execution.number,
+                "started_at": execution.started_at,
+                "ended_at": now,
+                "status": run["status"],
+                "ran": sum(1 for entry in journal if entry[1] != "replayed"),
+                "replayed": sum(1 for entry in journal if entry[1] == "replayed"),
+            }
+            run["history"] = [*run.get("history", [])[-(HISTORY_LIMIT - 1) :], summary]
+            self.repo.save_run(run)
+            self.repo.save_journal(run["id"], execution.number, journal, keep=HISTORY_LIMIT)
+            self.repo.release_lease(run["id"])
+        self._notify_run(run)
         self.bus.emit(Notice("execution", run["id"], data={"event": "end", "n": execution.number}))
         if run["status"] == RunStatus.WAITING and run["wake_at"] is not None:
             self.schedule(run["id"], run["wake_at"])
@@ -318,6 +344,9 @@ class Runner:
 
     def _save_run(self, run: dict[str, Any]) -> None:
         self.repo.save_run(run)
+        self._notify_run(run)
+
+    def _notify_run(self, run: dict[str, Any]) -> None:
         event = self._changed.get(run["id"])
         if event is not None:
             event.set()
@@ -353,19 +382,17 @@ class Runner:
         Takes the run's lock *before* looking at its status: a callback that lands while an
         execution is still under way must resume the run once that execution has suspended.
         """
+        self._resuming.add(run_id)
         try:
             async with self._lock(run_id):
-                run = self.repo.load_run(run_id)
-                if run is None or run["status"] != RunStatus.WAITING:
-                    return run
-                if run["job_id"] not in self.jobs:
-                    return run  # picked up when its cell is executed again
-                self.repo.clear_wake(run_id)
-                return await self._execute_locked(run_id, None)
+                self._resuming.discard(run_id)
+                return await self._execute_locked(run_id, None, only_if_waiting=True)
         except RunBusyError:
             self.schedule(run_id, time.time() + 1.0)  # the other process will finish or die
         except Exception:
             log.exception("trigger_nb: resuming run %s failed", run_id)
+        finally:
+            self._resuming.discard(run_id)
         return self.repo.load_run(run_id)
 
     def resume_due(self) -> int:
@@ -391,6 +418,8 @@ class Runner:
                 continue
             if run["job_id"] not in self.jobs:
                 continue  # another process (or a later cell) will take it
+            if run_id in self._resuming or run_id in self._active:
+                continue  # this process resumes it already (the marker clears when it does)
             self.repo.clear_wake(run_id)
             self._cancel_timer(run_id)
             self.spawn(self.resume(run_id))
@@ -405,10 +434,6 @@ class Runner:
             except Exception:
                 log.exception("trigger_nb: watching the store failed")
             await asyncio.sleep(interval)
-
-    def _cancel_requested(self, run_id: str) -> bool:
-        stored = self.repo.load_run(run_id)
-        return bool(stored and stored.get("cancel_requested"))
 
     async def cancel(self, run_id: str) -> dict[str, Any] | None:
         """Cancel a run: a running execution stops at its next task; waiting tasks are canceled."""
@@ -566,6 +591,7 @@ class Runner:
 
     def _resume_soon(self, run_id: str) -> None:
         self._cancel_timer(run_id)
+        self._resuming.add(run_id)
         self.spawn(self.resume(run_id))
 
     # -- waiting for a run --------------------------------------------------------------

@@ -13,7 +13,8 @@ Task lifecycle (SPEC §4.2, v2 §2.7)::
       └────► COMPLETED (noop tasks)
     any unfinished ─► CANCELED (run canceled) ─► RUNNING | WAITING | COMPLETED (re-opened
                                                  with the new-task rules, as v2 §2.5)
-    ERRORED ─► RUNNING  (a manual retry of a failed run re-runs it: deliberate fix of v2 #912)
+    ERRORED ─► RUNNING | WAITING | COMPLETED  (a manual retry of a failed run re-opens it with
+                                               the new-task rules: deliberate fix of v2 #912)
 
 Run lifecycle::
 
@@ -57,7 +58,7 @@ TASK_TRANSITIONS: dict[str | None, frozenset[str]] = {
     T.PENDING: frozenset({T.RUNNING, T.WAITING, T.CANCELED}),
     T.RUNNING: frozenset({T.COMPLETED, T.ERRORED, T.WAITING, T.CANCELED}),
     T.WAITING: frozenset({T.RUNNING, T.COMPLETED, T.ERRORED, T.CANCELED}),
-    T.ERRORED: frozenset({T.RUNNING}),
+    T.ERRORED: frozenset({T.RUNNING, T.WAITING, T.COMPLETED}),
     T.CANCELED: frozenset({T.RUNNING, T.WAITING, T.COMPLETED}),
     T.COMPLETED: frozenset(),
 }

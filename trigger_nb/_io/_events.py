@@ -36,7 +36,9 @@ def _seconds(value: Any, what: str, *, positive: bool) -> float:
     return float(value)
 
 
-def _send_params(event: Any, deliver_at: Any, deliver_after: Any) -> tuple[dict[str, Any], list[dict[str, str]]]:
+def _send_params(
+    event: Any, deliver_at: Any, deliver_after: Any
+) -> tuple[dict[str, Any], list[dict[str, str]]]:
     from .._eventlog import normalize_event
 
     normalize_event(event, now=time.time(), default_id="-")  # PayloadError now: nothing stored
@@ -47,7 +49,12 @@ def _send_params(event: Any, deliver_at: Any, deliver_after: Any) -> tuple[dict[
     if event.get("id"):
         properties.append({"label": "ID", "text": str(event["id"])})
     if when is not None or deliver_after is not None:
-        properties.append({"label": "deliver", "text": f"at {when}" if when is not None else f"after {deliver_after} s"})
+        properties.append(
+            {
+                "label": "deliver",
+                "text": f"at {when}" if when is not None else f"after {deliver_after} s",
+            }
+        )
     return {"event": dict(event), "deliver_at": when, "deliver_after": deliver_after}, properties
 
 
@@ -58,7 +65,12 @@ class EventsIO:
     _client: Any
 
     async def send_event(
-        self, key: Any, event: Mapping[str, Any], *, deliver_at: Any = None, deliver_after: float | None = None
+        self,
+        key: Any,
+        event: Mapping[str, Any],
+        *,
+        deliver_at: Any = None,
+        deliver_after: float | None = None,
     ) -> dict[str, Any]:
         """Send ``event`` (``{"name", "payload", "context", "id", "timestamp", "source"}``) as a
         task; returns the stored event (v2 ``ApiEventLog``, times as ISO strings).
@@ -73,7 +85,10 @@ class EventsIO:
 
         def send(task: Any) -> Any:
             return events.send(
-                event, deliver_at=deliver_at, deliver_after=deliver_after, default_id=_event_id_for(task)
+                event,
+                deliver_at=deliver_at,
+                deliver_after=deliver_after,
+                default_id=_event_id_for(task),
             )
 
         return await self._execution.run_task(
@@ -106,7 +121,12 @@ class EventsIO:
 
         def send(task: Any) -> Any:
             return [
-                log.send(e, deliver_at=deliver_at, deliver_after=deliver_after, default_id=_event_id_for(task, i))
+                log.send(
+                    e,
+                    deliver_at=deliver_at,
+                    deliver_after=deliver_after,
+                    default_id=_event_id_for(task, i),
+                )
                 for i, e in enumerate(events)
             ]
 
@@ -116,7 +136,11 @@ class EventsIO:
                 fn=send,
                 name="Send Multiple Events",
                 icon="send",
-                params={"events": [dict(e) for e in events], "deliver_at": _epoch(deliver_at, "deliver_at"), "deliver_after": deliver_after},
+                params={
+                    "events": [dict(e) for e in events],
+                    "deliver_at": _epoch(deliver_at, "deliver_at"),
+                    "deliver_after": deliver_after,
+                },
                 properties=[{"label": "Total Events", "text": str(len(events))}],
                 kind="send_events",
             )
@@ -174,10 +198,14 @@ class EventsIO:
         """
         _check_cache_key(key)
         if not isinstance(event, Mapping):
-            raise ConfigError('io.wait_for_event(key, event): event must be a dict like {"name": "order.paid"}.')
+            raise ConfigError(
+                'io.wait_for_event(key, event): event must be a dict like {"name": "order.paid"}.'
+            )
         unknown = sorted(str(k) for k in event if k not in _WAIT_KEYS)
         if unknown:
-            raise ConfigError(f"Unknown wait_for_event option(s) {unknown}; use {', '.join(_WAIT_KEYS)}.")
+            raise ConfigError(
+                f"Unknown wait_for_event option(s) {unknown}; use {', '.join(_WAIT_KEYS)}."
+            )
         rule = event_rule(
             event.get("name"),
             filter=event.get("filter"),
@@ -187,7 +215,9 @@ class EventsIO:
         )
         schema = event.get("schema")
         if schema is not None and not callable(schema):
-            raise ConfigError(f"wait_for_event: schema must be callable (e.g. MyModel.model_validate), got {schema!r}.")
+            raise ConfigError(
+                f"wait_for_event: schema must be callable (e.g. MyModel.model_validate), got {schema!r}."
+            )
         timeout = _seconds(timeout_in_seconds, "timeout_in_seconds", positive=True)
         lookback = _seconds(lookback_seconds, "lookback_seconds", positive=False)
         log = self._client.event_log

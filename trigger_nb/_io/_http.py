@@ -40,6 +40,7 @@ from .._http import (
     RequestPlan,
     RetryStrategy,
     TimeoutPlan,
+    display_retry,
     normalize_fetch_retry,
     normalize_timeout,
     parse_body,
@@ -141,7 +142,7 @@ class HttpIO:
         params = {
             "url": request.url,
             "request_init": request.display(),
-            "retry": None if retry is None else jsonable_for_display(retry),
+            "retry": display_retry(strategies),
             "timeout": timeout_plan.display(),
         }
         operation = functools.partial(
@@ -180,7 +181,9 @@ class HttpIO:
         """
         _check_cache_key(key)
         poll = _poll_options(options)
-        request = prepare_request(poll.get("url"), poll.get("request_init"), what="options['request_init']")
+        request = prepare_request(
+            poll.get("url"), poll.get("request_init"), what="options['request_init']"
+        )
         response_filter = poll.get("response_filter")
         if response_filter is None:
             raise ConfigError(
@@ -236,7 +239,9 @@ def _poll_options(options: Any) -> dict[str, Any]:
                 "timeout, response_filter, request_timeout."
             )
         if canonical in poll:
-            raise ConfigError(f"background_poll: option {canonical!r} is given twice (snake_case and camelCase).")
+            raise ConfigError(
+                f"background_poll: option {canonical!r} is given twice (snake_case and camelCase)."
+            )
         poll[canonical] = value
     if "url" not in poll:
         raise ConfigError("background_poll needs a url.")
@@ -246,7 +251,9 @@ def _poll_options(options: Any) -> dict[str, Any]:
 def _bounded_number(value: Any, bounds: tuple[float, float], name: str) -> float:
     low, high = bounds
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-        raise ConfigError(f"background_poll: {name} must be a number of seconds from {low:g} to {high:g}, not {value!r}.")
+        raise ConfigError(
+            f"background_poll: {name} must be a number of seconds from {low:g} to {high:g}, not {value!r}."
+        )
     return float(value)
 
 
@@ -257,7 +264,9 @@ class _TimedOut(Exception):
     """A request took longer than its timeout."""
 
 
-async def _send(http: httpx.AsyncClient, request: RequestPlan, timeout: TimeoutPlan) -> httpx.Response:
+async def _send(
+    http: httpx.AsyncClient, request: RequestPlan, timeout: TimeoutPlan
+) -> httpx.Response:
     """Send ``request`` once, with its secrets revealed; the whole exchange within the timeout.
 
     Raises ``_TimedOut``, or ``FetchError`` for any other failure, with a message scrubbed of
@@ -281,10 +290,14 @@ def _still_waiting(ctx: OperationContext) -> bool:
     """Is the task still waiting for this operation? (Not canceled, not resolved elsewhere.)"""
     task = ctx.task
     stored = ctx.runner.repo.load_task(task["run_id"], task["idempotency_key"])
-    return bool(stored and stored["status"] == TaskStatus.WAITING and stored.get("operation_pending"))
+    return bool(
+        stored and stored["status"] == TaskStatus.WAITING and stored.get("operation_pending")
+    )
 
 
-def _record(ctx: OperationContext, name: str, number: int, params: dict[str, Any], secrets: tuple[str, ...]) -> None:
+def _record(
+    ctx: OperationContext, name: str, number: int, params: dict[str, Any], secrets: tuple[str, ...]
+) -> None:
     ctx.attempts = number - 1  # record_attempt numbers its child keys from this counter
     ctx.record_attempt(name, scrub(params, secrets))
 
@@ -293,7 +306,9 @@ def _set_attempts(ctx: OperationContext, attempts: int) -> None:
     """Show the number of requests on the waiting task (the log's attempts column)."""
     ctx.runner.repo.update_task(
         ctx.task,
-        lambda stored: stored["status"] == TaskStatus.WAITING and bool(stored.get("operation_pending")),
+        lambda stored: (
+            stored["status"] == TaskStatus.WAITING and bool(stored.get("operation_pending"))
+        ),
         {"attempts": attempts},
     )
 
@@ -342,7 +357,9 @@ async def _run_fetch(
                     _record(ctx, "fetch attempt", attempt, entry, secrets)
                     raise FetchError(timeout_plan.message) from None
             except FetchError as exc:
-                _record(ctx, "fetch attempt", attempt, {"attempt": attempt, "error": str(exc)}, secrets)
+                _record(
+                    ctx, "fetch attempt", attempt, {"attempt": attempt, "error": str(exc)}, secrets
+                )
                 raise
             else:
                 status = reply.status_code
@@ -377,7 +394,9 @@ def _retry_at(retry: Mapping[str, Any], attempt: int, now: float) -> float | Non
 def _existing_attempts(ctx: OperationContext) -> int:
     """How many attempt entries the task already has (the operation restarted)."""
     task = ctx.task
-    return sum(1 for t in ctx.runner.repo.load_tasks(task["run_id"]) if t.get("parent_id") == task["id"])
+    return sum(
+        1 for t in ctx.runner.repo.load_tasks(task["run_id"]) if t.get("parent_id") == task["id"]
+    )
 
 
 def _attempt_body(body: Any, is_json: bool) -> Any:

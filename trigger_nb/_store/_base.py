@@ -16,7 +16,8 @@ Guarantees every backend must give:
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -32,8 +33,10 @@ class Store(abc.ABC):
         """The record under ``key``, or ``None``."""
 
     @abc.abstractmethod
-    def scan(self, prefix: str) -> list[tuple[str, Any]]:
-        """Every ``(key, record)`` whose key starts with ``prefix``, in one round trip."""
+    def scan(self, prefix: str, *, decode: Callable[[str], Any] = json.loads) -> list[tuple[str, Any]]:
+        """Every ``(key, record)`` whose key starts with ``prefix``, in one round trip.
+
+        ``decode`` turns a stored JSON text into the record (see ``_codec``)."""
 
     @abc.abstractmethod
     def put(self, key: str, value: Any) -> None:

@@ -106,7 +106,7 @@ class DiskcacheStore(Store):
         return json.loads(raw)
 
     @_store_errors
-    def scan(self, prefix: str) -> list[tuple[str, Any]]:
+    def scan(self, prefix: str, *, decode: Callable[[str], Any] = json.loads) -> list[tuple[str, Any]]:
         rows = self._cache._sql(
             "SELECT key, mode, filename, value FROM Cache"
             " WHERE raw = 1 AND key >= ? AND key < ? ORDER BY rowid",
@@ -116,7 +116,7 @@ class DiskcacheStore(Store):
         for key, mode, filename, value in rows:
             data = self._fetch(mode, filename, value, False)
             if isinstance(data, str):
-                out.append((key, json.loads(data)))
+                out.append((key, decode(data)))
         return out
 
     @_store_errors

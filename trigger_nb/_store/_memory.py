@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -28,10 +28,10 @@ class MemoryStore(Store):
             raw = self._data.get(key)
         return None if raw is None or isinstance(raw, bytes) else json.loads(raw)
 
-    def scan(self, prefix: str) -> list[tuple[str, Any]]:
+    def scan(self, prefix: str, *, decode: Callable[[str], Any] = json.loads) -> list[tuple[str, Any]]:
         with self._lock:
             items = [(k, v) for k, v in self._data.items() if k.startswith(prefix)]
-        return [(k, json.loads(v)) for k, v in items if not isinstance(v, bytes)]
+        return [(k, decode(v)) for k, v in items if not isinstance(v, bytes)]
 
     def put(self, key: str, value: Any) -> None:
         raw = _encode(value)

@@ -7,6 +7,7 @@ Layout (all values JSON records unless noted)::
     blob/{run_id}/{idempotency_key}  bytes: a pickled task output (opt-in, SPEC §4.5)
     lease/{run_id}                   who executes the run now, until when (SPEC §10)
     wake/{run_id}                    "resume me": a task was resolved, maybe by another process
+    hist/{run_id}/{n}                execution n's journal: [task id, outcome, attempts] per task
     cb/{task_id}                     callback index: task id -> run id + idempotency key
 
 Backend-agnostic: a second backend only implements :class:`Store`.
@@ -23,6 +24,7 @@ from typing import Any
 
 from .._exceptions import RunBusyError
 from ._base import Store
+from ._codec import loads_record
 
 #: A lease not renewed for this long is free (its holder died or hung).
 LEASE_TTL = 60.0
@@ -83,7 +85,8 @@ class Repository:
             count = 0
             for task in self.load_tasks(run_id):
                 count += self.store.delete(f"cb/{task['id']}")
-            for prefix in (f"task/{run_id}/", f"blob/{run_id}/"):
+            # kv/run/...: a later run with the same (derived) id must not see stale values.
+            for prefix in (f"task/{run_id}/", f"blob/{run_id}/", f"hist/{run_id}/", f"kv/run/{run_id}/"):
                 count += self.store.delete_prefix(prefix)
             count += self.store.delete(f"lease/{run_id}")
             self.store.delete(f"wake/{run_id}")
@@ -93,23 +96,28 @@ class Repository:
     # -- tasks --------------------------------------------------------------------------
     def load_tasks(self, run_id: str) -> list[dict[str, Any]]:
         """All task records of a run, in first-seen order, in one store read."""
-        tasks = [record for _, record in self.store.scan(f"task/{run_id}/")]
+        tasks = [record for _, record in self.store.scan(f"task/{run_id}/", decode=loads_record)]
         tasks.sort(key=lambda t: t.get("seq", 0))
         return tasks
 
     def load_task(self, run_id: str, idempotency_key: str) -> dict[str, Any] | None:
         return self.store.get(f"task/{run_id}/{idempotency_key}")
 
-    def save_task(self, task: dict[str, Any], *, blob: bytes | None = None) -> None:
+    def save_task(
+        self, task: dict[str, Any], *, blob: bytes | None = None, index_callback: bool = False
+    ) -> None:
+        """Store a task record (``None``/``False`` fields left out: smaller records replay
+        faster). ``blob``: its pickled output; ``index_callback``: register its callback id."""
         key = f"task/{task['run_id']}/{task['idempotency_key']}"
-        if blob is None and not task.get("callback_secret"):
-            self.store.put(key, task)
+        lean = {k: v for k, v in task.items() if v is not None and v is not False}
+        if blob is None and not index_callback:
+            self.store.put(key, lean)
             return
         with self.store.transaction():
-            self.store.put(key, task)
+            self.store.put(key, lean)
             if blob is not None:
                 self.store.put_blob(f"blob/{task['run_id']}/{task['idempotency_key']}", blob)
-            if task.get("callback_secret"):
+            if index_callback:
                 self.store.put(
                     f"cb/{task['id']}",
                     {"run_id": task["run_id"], "idempotency_key": task["idempotency_key"]},
@@ -144,6 +152,19 @@ class Repository:
         if ref is None:
             return None
         return self.load_task(ref["run_id"], ref["idempotency_key"])
+
+    # -- execution journals (what each execution did with each task) ----------------------
+    def save_journal(self, run_id: str, number: int, journal: list[Any], *, keep: int) -> None:
+        """Store execution ``number``'s journal; drop the one ``keep`` executions older."""
+        self.store.put(f"hist/{run_id}/{number:08d}", journal)
+        if number > keep:
+            self.store.delete(f"hist/{run_id}/{number - keep:08d}")
+
+    def load_journal(self, run_id: str, number: int) -> list[Any]:
+        return self.store.get(f"hist/{run_id}/{number:08d}") or []
+
+    def load_journals(self, run_id: str) -> dict[int, list[Any]]:
+        return {int(key.rsplit("/", 1)[1]): journal for key, journal in self.store.scan(f"hist/{run_id}/")}
 
     # -- wake-up markers (cross-process resumption) ---------------------------------------
     def mark_wake(self, run_id: str, at: float) -> None:

@@ -1,0 +1,72 @@
+"""The benchmark scripts (SPEC §13) run with tiny sizes and print their ratio lines.
+
+No timing is asserted: the numbers only mean something at default sizes on a quiet machine.
+Each script runs in a fresh interpreter, as a user would run it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+pytestmark = pytest.mark.slow
+
+
+def run_benchmark(name: str, *args: str, cwd: Path) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIGGER_NB_")}
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / name), *args],
+        capture_output=True,
+        text=True,
+        timeout=150,
+        cwd=cwd,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, f"{name} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+def test_bench_engine_prints_its_ratios(tmp_path: Path) -> None:
+    out = run_benchmark(
+        "bench_engine.py",
+        *("--tasks", "30", "--repeat", "1", "--subprocess-repeat", "1", "--history", "3"),
+        "--no-dbos",
+        cwd=tmp_path,
+    )
+    for line_start, ratio in [
+        ("first execution: 30 tasks", "x raw diskcache set (target <= 3x"),
+        ("replay: 30 tasks", "x raw get+json (target <= 3x"),
+        ("replay once the run has 3+ executions", "x a 2nd execution's replay"),
+        ("sync callbacks (worker thread)", "x the async variant"),
+        ("cache hit vs joblib.Memory hit:", "x faster (target >= 10x"),
+        ("live log view attached", "without it"),
+        ("DBOS step: not measured (--no-dbos", "see README"),
+        ("import trigger_nb:", "ms"),
+        ("%load_ext trigger_nb:", "(target <= 0.3 s"),
+    ]:
+        lines = [line for line in out.splitlines() if line.startswith(line_start)]
+        assert lines, f"no line starting {line_start!r} in:\n{out}"
+        assert ratio in lines[0], f"{ratio!r} missing from {lines[0]!r}"
+
+
+def test_bench_callbacks_prints_its_ratios(tmp_path: Path) -> None:
+    out = run_benchmark(
+        "bench_callbacks.py",
+        *("--callbacks", "12", "--clients", "2", "--latency-runs", "2"),
+        *("--tasks", "30", "--repeat", "1"),
+        cwd=tmp_path,
+    )
+    assert "callback resume latency: median" in out and "(target median <= 50 ms" in out
+    assert "callbacks/s (target >= 500/s" in out and "12 x 200" in out
+    assert "x the same receiver with a counting backend" in out
+    assert "SUCCESS 12, failed 0, lost 0 (none lost)" in out, out
+    assert "replay io.run_task: 30 in" in out
+    assert "replay io.wait: 30 in" in out and "x io.run_task replay" in out
+    assert "replay io.logger.info: 30 in" in out or "logger: not available yet" in out
