@@ -7,6 +7,7 @@
     │                               or is over the size limit
     ├── DuplicateTaskKeyError       the same cache key twice under one parent in one execution
     ├── CallbackTimeoutError        a remote callback / wait_for_request / wait_for_event timed out
+    ├── FetchError                  a background fetch/poll failed (status, body of the last reply)
     ├── EventFilterError            a malformed EventFilter (found when it is defined)
     ├── PayloadError                a payload that is not JSON-serialisable or not parseable
     ├── RunBusyError                another process holds the run's execution lease
@@ -81,6 +82,18 @@ class CallbackTimeoutError(TriggerNbError):
     """Nothing was POSTed to a task's callback URL (or no event matched) before its timeout."""
 
 
+class FetchError(TriggerNbError):
+    """A background fetch or poll failed: an error status with no retry left, a timeout, a
+    network error. ``status`` and ``body`` (parsed JSON, text or ``None``) describe the last
+    response, if there was one. The message is v2's task output: the JSON body when there is
+    one, else ``Fetch failed with status N`` (or the timeout / network message)."""
+
+    def __init__(self, message: str, *, status: int | None = None, body: Any = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = body
+
+
 class EventFilterError(TriggerNbError, ValueError):
     """An EventFilter is malformed: unknown operator or wrong operand type."""
 
@@ -133,6 +146,7 @@ __all__ = [
     "ConfigError",
     "DuplicateTaskKeyError",
     "EventFilterError",
+    "FetchError",
     "IllegalTransitionError",
     "PayloadError",
     "RunBusyError",

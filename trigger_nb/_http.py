@@ -46,7 +46,7 @@ from typing import Any
 
 import httpx
 
-from ._exceptions import ConfigError, TriggerNbError
+from ._exceptions import ConfigError, FetchError
 from ._filters import event_filter_matches, validate_event_filter
 from ._redact import RedactedString, conceal, reveal, secrets_in
 from .retry import calculate_retry_at, js_round, normalize_retry_options
@@ -68,18 +68,6 @@ RESET_FORMATS = (
     "iso_8601",
     "iso_8601_duration_openai_variant",
 )
-
-
-class FetchError(TriggerNbError):
-    """A background fetch or poll failed: an error status with no retry left, a timeout, a
-    network error. ``status`` and ``body`` (parsed JSON, text or ``None``) describe the last
-    response, if there was one. The message is v2's task output: the JSON body when there is
-    one, else ``Fetch failed with status N`` (or the timeout / network message)."""
-
-    def __init__(self, message: str, *, status: int | None = None, body: Any = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.body = body
 
 
 # --- status patterns ---------------------------------------------------------------------------

@@ -31,10 +31,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._events import EventBus, Notice
 from .._exceptions import CallbackTimeoutError, DuplicateTaskKeyError, TaskError, TaskOutputError
 from .._keys import display_key, idempotency_key, task_id_for
 from .._serde import DEFAULT_OUTPUT_LIMIT, encode_output, error_record, jsonable_for_display
-from .._events import EventBus, Notice
 from .._store import Repository
 from ..retry import calculate_retry_at
 from ._control import Canceled, ControlFlow, ExecutionClosing, Suspend

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import datetime as _dt
 import hmac
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping
