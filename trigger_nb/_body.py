@@ -79,6 +79,6 @@ def compile_body(
     code = compile(module, filename, "exec")
     local: dict[str, Any] = {}
     exec(code, namespace, local)
-    fn = local[BODY_NAME]
+    fn: Callable[..., Any] = local[BODY_NAME]
     fn.__qualname__ = BODY_NAME
-    return fn  # type: ignore[no-any-return]
+    return fn

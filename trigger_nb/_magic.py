@@ -66,7 +66,7 @@ class JobMagics(Magics):
             if opts.get(flag) and not opts.get("on"):
                 raise ConfigError(f"--{flag} only applies to event-triggered jobs (--on EVENT).")
         client = default_client()
-        ns = self.shell.user_ns if self.shell is not None else {}
+        ns = self._user_ns()
         filename = self._cache_cell(line, cell)
         from ._body import compile_body
 
@@ -114,7 +114,7 @@ class JobMagics(Magics):
         if opts.get("on"):
             event_filter = None
             if opts.get("filter"):
-                event_filter = parse_json_or_python(opts["filter"], self.shell.user_ns, what="--filter")
+                event_filter = parse_json_or_python(opts["filter"], self._user_ns(), what="--filter")
             job.trigger = event_trigger(name=opts["on"], filter=event_filter, source=opts.get("source"))
         elif opts.get("every"):
             job.trigger = interval_trigger(seconds=parse_number(opts["every"], what="--every", minimum=1))
@@ -124,6 +124,9 @@ class JobMagics(Magics):
             job.trigger = cron_trigger(cron=parse_cron(opts["cron"]))
         client.add_job(job)
         return client.trigger_view(job.id)
+
+    def _user_ns(self) -> dict[str, Any]:
+        return self.shell.user_ns if self.shell is not None else {}
 
     def _cache_cell(self, line: str, cell: str) -> str:
         """Register the cell's text with IPython so tracebacks show the user's lines."""

@@ -7,9 +7,13 @@ import os
 import sys
 import tempfile
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._client import TriggerClient
 
 
-def _client(directory: str | None):  # type: ignore[no-untyped-def]
+def _client(directory: str | None) -> TriggerClient:
     from ._client import TriggerClient
 
     return TriggerClient(dir=directory)
