@@ -562,18 +562,15 @@ def test_magic_filter_errors_are_reported_at_definition(
     assert "bad" not in shell_client.jobs
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine: Execution._advance re-runs an ERRORED external-wait task through _call "
-    "instead of arming the wait again (reported to the lead)",
-)
 def test_a_manual_retry_of_a_timed_out_wait_waits_again(client: TriggerClient) -> None:
-    define_waiter(client, {"name": "again"}, timeout_in_seconds=0.3)
+    define_waiter(client, {"name": "again"}, timeout_in_seconds=0.5)
     run = client.invoke_sync("waiter")
     run.wait_sync(timeout=10)
     assert run.error["name"] == "CallbackTimeoutError"
+    client.send_event_sync({"name": "again", "id": "too-late"})  # before the retry: not seen
     client._host.run_sync(client.retry(run.id))
     assert run.status == "WAITING"
+    assert run.tasks[0]["attempts"] == 2
     client.send_event_sync({"name": "again", "id": "second-chance"})
     assert run.result(timeout=10)["id"] == "second-chance"
 

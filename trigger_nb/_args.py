@@ -7,6 +7,7 @@ unquoted (shlex would strip its quotes), so the line is cut at the known ``--fla
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from dataclasses import dataclass, field
@@ -49,15 +50,35 @@ def _unquote(text: str) -> str:
     return text
 
 
+_FLAG = re.compile(r"(?<!\S)--([a-zA-Z][\w-]*)(?:=|(?=\s)|$)")
+_JSON_START = "{[\""
+
+
+def _json_extent(line: str, start: int) -> int | None:
+    """End index of the JSON value starting at ``start`` (after spaces), or None if none.
+
+    Lets ``--payload {"cmd": "pytest --timeout 5"}`` keep the flag-like text in its string.
+    """
+    while start < len(line) and line[start].isspace():
+        start += 1
+    if start >= len(line) or line[start] not in _JSON_START:
+        return None
+    try:
+        _, end = json.JSONDecoder().raw_decode(line, start)
+    except ValueError:
+        return None
+    rest = line[end:]
+    return end if not rest.strip() or rest[0].isspace() else None
+
+
 def parse_line(line: str, flags: FlagKinds, *, usage: str) -> ParsedLine:
     """Split ``line`` into positional words and ``--flag`` options of the given kinds.
 
     Raises :class:`ConfigError` (with ``usage``) for an unknown flag, a missing value or a
     flag given twice.
     """
-    pattern = re.compile(r"(?<!\S)--([a-zA-Z][\w-]*)(?:=|(?=\s)|$)")
-    matches = [m for m in pattern.finditer(line) if m.group(1) in flags]
-    head_end = matches[0].start() if matches else len(line)
+    first = _next_flag(line, 0, flags, usage)
+    head_end = first.start() if first else len(line)
     parsed = ParsedLine()
     try:
         parsed.positional = shlex.split(line[:head_end])
@@ -66,38 +87,53 @@ def parse_line(line: str, flags: FlagKinds, *, usage: str) -> ParsedLine:
     for word in parsed.positional:
         if word.startswith("--"):
             raise ConfigError(f"Unknown option {word}. Usage: {usage}")
-    for i, match in enumerate(matches):
+    match = first
+    while match is not None:
         name = match.group(1)
-        end = matches[i + 1].start() if i + 1 < len(matches) else len(line)
-        text = line[match.end() : end].strip()
         kind = flags[name]
         key = name.replace("-", "_")
+        json_end = _json_extent(line, match.end()) if kind == "raw" else None
+        if json_end is not None:
+            text, after = line[match.end() : json_end].strip(), json_end
+            following = _next_flag(line, after, flags, usage)
+            leftover = line[after : following.start() if following else len(line)].strip()
+            if leftover:
+                raise ConfigError(f"Unexpected {leftover!r} after --{name}. Usage: {usage}")
+        else:
+            following = _next_flag(line, match.end(), flags, usage)
+            text = line[match.end() : following.start() if following else len(line)].strip()
         if key in parsed.options:
             raise ConfigError(f"--{name} is given twice. Usage: {usage}")
-        if kind == "bool":
-            if text:
-                raise ConfigError(f"--{name} takes no value (got {text!r}). Usage: {usage}")
-            parsed.options[key] = True
-        elif not text:
-            raise ConfigError(f"--{name} needs a value. Usage: {usage}")
-        elif kind == "raw":
-            parsed.options[key] = text
-        else:
-            try:
-                words = shlex.split(text)
-            except ValueError as exc:
-                raise ConfigError(f"Cannot parse --{name} {text!r}: {exc}.") from None
-            if len(words) != 1 or words[0].startswith("--"):
-                raise ConfigError(f"--{name} takes one value, got {text!r}. Usage: {usage}")
-            parsed.options[key] = words[0]
-    unknown = [
-        m.group(0).strip() for m in pattern.finditer(line[head_end:]) if m.group(1) not in flags
-    ]
-    raw_text = " ".join(str(v) for k, v in parsed.options.items() if flags.get(k) == "raw")
-    unknown = [u for u in unknown if u not in raw_text]
-    if unknown:
-        raise ConfigError(f"Unknown option {unknown[0]}. Usage: {usage}")
+        parsed.options[key] = _flag_value(name, kind, text, usage)
+        match = following
     return parsed
+
+
+def _next_flag(line: str, pos: int, flags: FlagKinds, usage: str = "") -> re.Match[str] | None:
+    """The next ``--flag`` at or after ``pos``; an unknown ``--word`` there is an error."""
+    for match in _FLAG.finditer(line, pos):
+        if match.group(1) in flags:
+            return match
+        raise ConfigError(f"Unknown option --{match.group(1)}. Usage: {usage}".rstrip(". Usage: "))
+    return None
+
+
+def _flag_value(name: str, kind: str, text: str, usage: str) -> Any:
+    if kind == "bool":
+        if text:
+            raise ConfigError(f"--{name} takes no value (got {text!r}). Usage: {usage}")
+        return True
+    if not text:
+        raise ConfigError(f"--{name} needs a value. Usage: {usage}")
+    if kind == "raw":
+        return text
+    try:
+        words = shlex.split(text)
+    except ValueError as exc:
+        raise ConfigError(f"Cannot parse --{name} {text!r}: {exc}.") from None
+    if len(words) != 1 or words[0].startswith("--"):
+        raise ConfigError(f"--{name} takes one value, got {text!r}. Usage: {usage}")
+    return words[0]
 
 
 def parse_cron(text: str) -> str:
@@ -106,8 +142,6 @@ def parse_cron(text: str) -> str:
 
 def parse_json_or_python(text: str, namespace: dict[str, Any], *, what: str) -> Any:
     """``text`` as JSON; failing that, a Python expression in ``namespace`` (SPEC §2)."""
-    import json
-
     from ._exceptions import PayloadError
 
     for candidate in dict.fromkeys((text, _unquote(text))):

@@ -279,9 +279,11 @@ class TriggerClient:
         return Run(self, run_id)
 
     async def resume(self, run_id: str) -> Run:
-        """Execute a run now, whatever it waits for (its pending waits replay and re-suspend
-        unless they are due)."""
-        return await self.retry(run_id)
+        """Resume a waiting run now: its pending waits and retry delays become due at once
+        (callbacks and event waits keep waiting for their POST or event)."""
+        self.get_run(run_id)
+        await self._host.run_async(self.runner.resume_now(run_id))
+        return Run(self, run_id)
 
     async def cancel(self, run_id: str) -> Run:
         """Cancel a run (a running execution stops at its next task)."""

@@ -335,8 +335,17 @@ def show_live(run: Run, *, quiet: bool = False) -> None:
     from IPython.display import display
 
     handle = display(_bundle(run, quiet), raw=True, display_id=True)
-    if handle is not None and not run.finished:
+    # Live updates only where a frontend replaces the display in place (a kernel): terminal
+    # IPython would print the whole log again on every change.
+    if handle is not None and not run.finished and _in_kernel():
         _LiveView(run, handle, quiet)
+
+
+def _in_kernel() -> bool:
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
 
 
 def runs_table(runs: list[dict[str, Any]]) -> str:

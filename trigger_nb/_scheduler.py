@@ -136,7 +136,7 @@ class Scheduler:
         else:
             self._cancel_all()
         storage = self._client._storage
-        if self._started and storage is not None:
+        if storage is not None:
             holder = self._client.repo.holder
             try:
                 with storage.transaction():

@@ -57,6 +57,15 @@ def _datetime(ts: float | None) -> _dt.datetime | None:
     return None if ts is None else _dt.datetime.fromtimestamp(ts, _dt.timezone.utc)
 
 
+def _parse_iso(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return _dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return value
+    return value
+
+
 def make_context(job: JobDefinition, run: dict[str, Any], execution: int) -> SimpleNamespace:
     """The ``ctx`` argument of a job body (SPEC §2, v2 §6.3 in snake_case)."""
     event = run.get("event")
@@ -67,7 +76,7 @@ def make_context(job: JobDefinition, run: dict[str, Any], execution: int) -> Sim
             name=event.get("name"),
             payload=event.get("payload"),
             context=event.get("context"),
-            timestamp=event.get("timestamp"),
+            timestamp=_parse_iso(event.get("timestamp")),  # a datetime, as v2's Date
         )
     return SimpleNamespace(
         job=SimpleNamespace(id=job.id, version=job.version, name=job.name),
@@ -287,7 +296,8 @@ class Runner:
                     advance_run(run, RunStatus.SUCCESS)
                 except TaskOutputError as exc:
                     # The run's output is always JSON (SPEC §2): --pickle is for task outputs.
-                    reason = str(exc).split(":", 1)[-1].strip()
+                    # serde says "...: <what and where>. <remedy>": keep only what and where.
+                    reason = str(exc).split(":", 1)[-1].split(". ", 1)[0].strip()
                     outcome, value = "failure", TaskOutputError(
                         f"The job's return value cannot be stored as JSON ({reason}). Return JSON "
                         "data (dicts, lists, strings, numbers, booleans, None); keep other objects "
@@ -405,6 +415,21 @@ class Runner:
                     self.schedule(run["id"], run["wake_at"])
                     count += 1
         return count
+
+    async def resume_now(self, run_id: str) -> dict[str, Any] | None:
+        """Make the run's pending waits and retry delays due now, then execute it (SPEC §2
+        ``%job resume``, the log's "Resume now"/"Retry now"). Callbacks and event waits still
+        wait for their POST or event."""
+        now = time.time()
+        with self.repo.store.transaction():
+            for task in self.repo.load_tasks(run_id):
+                if task["status"] != TaskStatus.WAITING:
+                    continue
+                changes = {f: now for f in ("delay_until", "retry_at") if (task.get(f) or 0) > now}
+                if changes:
+                    task.update(changes)
+                    self.repo.save_task(task)
+        return await self.execute(run_id)
 
     def process_wakeups(self) -> int:
         """Resume runs that another process marked for wake-up (a callback stored by

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .._engine import Execution, TaskSpec
-from .._exceptions import ConfigError, PayloadError, TriggerNbError
+from .._exceptions import ConfigError, PayloadError
 from .._triggers import apply_schema, event_rule
 from ._core import _check_cache_key, _epoch
 
@@ -231,7 +231,6 @@ class EventsIO:
         return await self._execution.run_task(
             TaskSpec(
                 cache_key=key,
-                fn=_wait_ended,
                 name="Wait for Event",
                 icon="custom-event",
                 params={**rule, "timeout_in_seconds": timeout, "lookback_seconds": lookback},
@@ -262,12 +261,3 @@ def _payload_parser(schema: Callable[[Any], Any], key: Any) -> Callable[[Any], A
         return {**value, "payload": payload}
 
     return parse
-
-
-def _wait_ended() -> None:
-    # Only reached when a wait that already ended (timed out, or its run was canceled) is run
-    # again by a manual retry: say so rather than return None as if an event had come.
-    raise TriggerNbError(
-        "This wait_for_event task already ended (it timed out or its run was canceled); "
-        "give the wait a new cache key to wait again."
-    )
