@@ -6,48 +6,17 @@ Real paths only: a diskcache store in tmp_path, the client's home loop, the real
 
 from __future__ import annotations
 
-import re
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from IPython.testing import globalipapp
+from _support import poll
 from IPython.utils.capture import capture_output
 
-import trigger_nb._client as client_module
 from trigger_nb import EventFilterError, PayloadError, TriggerClient, event_trigger
 from trigger_nb._backend import events_token
-
-
-def poll(condition: Any, timeout: float = 10.0, interval: float = 0.02) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(interval)
-
-
-@pytest.fixture
-def store_dir(tmp_path: Path) -> str:
-    return str(tmp_path / "store")
-
-
-@pytest.fixture
-def client(store_dir: str) -> Iterator[TriggerClient]:
-    c = TriggerClient(dir=store_dir)
-    try:
-        yield c
-    finally:
-        c.close()
 
 
 def define_waiter(client: TriggerClient, spec: dict[str, Any], **options: Any) -> None:
@@ -431,36 +400,6 @@ def test_post_events_on_the_receiver_starts_a_run(client: TriggerClient) -> None
     assert bad.status_code == 400
 
 
-@pytest.fixture
-def serve(store_dir: str) -> Iterator[dict[str, Any]]:
-    """`python -m trigger_nb serve` on the store, stopped by PID afterwards."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "trigger_nb", "serve", "--dir", store_dir, "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        lines = []
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and proc.stdout is not None:
-            lines.append(proc.stdout.readline())
-            if "Bearer" in lines[-1]:
-                break
-        text = "".join(lines)
-        url, token = re.search(r"listening on (http://\S+)", text), re.search(r"Bearer (\S+)", text)
-        assert url and token, text
-        yield {"url": url.group(1), "auth": {"Authorization": f"Bearer {token.group(1)}"}}
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
 def test_an_event_posted_to_serve_starts_the_run_in_the_defining_process(
     client: TriggerClient, serve: dict[str, Any]
 ) -> None:
@@ -494,25 +433,6 @@ def test_an_event_due_while_no_client_ran_is_delivered_when_the_store_is_next_op
 
 
 # -- the magics in a real IPython shell -----------------------------------------------------------
-
-
-@pytest.fixture
-def ip() -> Any:
-    globalipapp.start_ipython()
-    shell = globalipapp.get_ipython()
-    shell.run_line_magic("load_ext", "trigger_nb")
-    return shell
-
-
-@pytest.fixture
-def shell_client(ip: Any, tmp_path: Path) -> Iterator[TriggerClient]:
-    c = TriggerClient(dir=str(tmp_path / "shell-store"))
-    client_module.set_default_client(c)
-    try:
-        yield c
-    finally:
-        client_module.set_default_client(None)
-        c.close()
 
 
 def run_cell(ip: Any, source: str) -> tuple[Any, str]:

@@ -7,16 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from IPython.testing import globalipapp
 from IPython.utils.capture import capture_output
 
-import trigger_nb._client as client_module
 from trigger_nb import ConfigError, PayloadError, TriggerClient
 from trigger_nb._io import _library
 
@@ -639,22 +635,8 @@ return {"count": count + 1, "dice": dice, "doubled": doubled}
 """
 
 
-@pytest.fixture
-def shell_client(tmp_path: Path) -> Iterator[tuple[Any, TriggerClient]]:
-    globalipapp.start_ipython()  # a process-wide singleton
-    ip = globalipapp.get_ipython()
-    ip.run_line_magic("load_ext", "trigger_nb")
-    client = TriggerClient(dir=str(tmp_path / "store"))
-    client_module.set_default_client(client)
-    try:
-        yield ip, client
-    finally:
-        client_module.set_default_client(None)
-        client.close()
-
-
-def test_library_in_a_job_cell(shell_client: tuple[Any, TriggerClient]) -> None:
-    ip, client = shell_client
+def test_library_in_a_job_cell(ip: Any, shell_client: TriggerClient) -> None:
+    client = shell_client
     outputs = []
     for _ in range(2):
         with capture_output() as captured:

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from IPython.testing import globalipapp
 from IPython.utils.capture import capture_output
 
 import trigger_nb._client as client_module
@@ -62,42 +60,10 @@ def last_run(ip: Any) -> Run:
     return value
 
 
-def poll(condition: Any, timeout: float = 10.0, interval: float = 0.05) -> Any:
-    """Return ``condition()`` once truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(interval)
-
-
-# -- fixtures ------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def ip() -> Any:
-    # start_ipython() is a process-wide singleton: it returns None when already started.
-    globalipapp.start_ipython()
-    shell = globalipapp.get_ipython()
-    shell.run_line_magic("load_ext", "trigger_nb")
-    return shell
-
-
 @pytest.fixture
-def client(ip: Any, tmp_path: Path) -> Iterator[TriggerClient]:
-    client = TriggerClient(dir=str(tmp_path / "store"))
-    client_module.set_default_client(client)
-    try:
-        yield client
-    finally:
-        current = client_module._default
-        client_module.set_default_client(None)
-        if current is not None and current is not client:  # `%job config` swapped it
-            current.close()
-        client.close()
+def client(shell_client: TriggerClient) -> TriggerClient:
+    """In this module ``client`` is the default client the magics use."""
+    return shell_client
 
 
 # -- replay and run identity -----------------------------------------------------------------
@@ -370,7 +336,7 @@ return {"x": p.x, "y": p.y, "tags": sorted(s)}
 
     # A new client on the same store (as after a kernel restart) replays from disk.
     client.close()
-    fresh = TriggerClient(dir=str(tmp_path / "store"))
+    fresh = TriggerClient(dir=client.config.dir)
     client_module.set_default_client(fresh)
     run_cell(ip, cell).ok()
 
@@ -464,7 +430,7 @@ def test_job_resume_executes_a_due_run_nobody_woke(
     run_id = last_run(ip).id
     assert last_run(ip).status == "WAITING"
     # Swapping the client (same store) drops the old client's timer: nobody will wake the run.
-    run_cell(ip, f"%job config --dir {tmp_path / 'store'}").ok()
+    run_cell(ip, f"%job config --dir {client.config.dir}").ok()
     swapped = client_module.default_client()
     assert swapped is not client
     time.sleep(1.3)

@@ -9,41 +9,13 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from IPython.testing import globalipapp
+from _support import poll
 from IPython.utils.capture import capture_output
 
-import trigger_nb._client as client_module
 from trigger_nb import ConfigError, TriggerClient, cron_trigger, interval_trigger
-
-
-def poll(condition: Any, timeout: float = 10.0, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(interval)
-
-
-@pytest.fixture
-def store_dir(tmp_path: Path) -> str:
-    return str(tmp_path / "store")
-
-
-@pytest.fixture
-def client(store_dir: str) -> Iterator[TriggerClient]:
-    c = TriggerClient(dir=store_dir)
-    try:
-        yield c
-    finally:
-        c.close()
 
 
 def define_ticker(client: TriggerClient, version: str, seconds: float = 1) -> None:
@@ -209,25 +181,6 @@ def test_cron_validation() -> None:
 
 
 # -- the magic in a real IPython shell ---------------------------------------------------------------
-
-
-@pytest.fixture
-def ip() -> Any:
-    globalipapp.start_ipython()
-    shell = globalipapp.get_ipython()
-    shell.run_line_magic("load_ext", "trigger_nb")
-    return shell
-
-
-@pytest.fixture
-def shell_client(ip: Any, tmp_path: Path) -> Iterator[TriggerClient]:
-    c = TriggerClient(dir=str(tmp_path / "shell-store"))
-    client_module.set_default_client(c)
-    try:
-        yield c
-    finally:
-        client_module.set_default_client(None)
-        c.close()
 
 
 def run_cell(ip: Any, source: str) -> tuple[Any, str]:

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,38 +13,6 @@ import httpx
 import pytest
 
 from trigger_nb import TriggerClient
-
-
-@pytest.fixture
-def serve(store_dir: str) -> Iterator[dict[str, Any]]:
-    """Start `python -m trigger_nb serve` on the store; stop it by PID afterwards."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "trigger_nb", "serve", "--dir", store_dir, "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        lines: list[str] = []
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline() if proc.stdout else ""
-            lines.append(line)
-            if "Bearer" in line:
-                break
-        text = "".join(lines)
-        url = re.search(r"listening on (http://\S+)", text)
-        token = re.search(r"Bearer (\S+)", text)
-        assert url and token, text
-        yield {"url": url.group(1), "token": token.group(1), "proc": proc}
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 def _callback_job(client: TriggerClient, urls: list[str]) -> None:

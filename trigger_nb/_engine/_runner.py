@@ -436,14 +436,14 @@ class Runner:
         ``trigger-nb serve``, another kernel). Returns how many were taken."""
         taken = 0
         for run_id in self.repo.pending_wakes():
+            if run_id in self._resuming or run_id in self._active:
+                continue  # this process resumes it already (the marker clears when it does)
             run = self.repo.load_run(run_id)
             if run is None:
                 self.repo.clear_wake(run_id)
                 continue
             if run["job_id"] not in self.jobs:
                 continue  # another process (or a later cell) will take it
-            if run_id in self._resuming or run_id in self._active:
-                continue  # this process resumes it already (the marker clears when it does)
             self.repo.clear_wake(run_id)
             self._cancel_timer(run_id)
             self.spawn(self.resume(run_id))

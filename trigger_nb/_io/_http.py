@@ -152,16 +152,8 @@ class HttpIO:
             timeout_plan=timeout_plan,
             response=response,
         )
-        return await self._execution.run_task(
-            TaskSpec(
-                cache_key=key,
-                name=task_name("fetch", request.url),
-                icon="background",
-                params=params,
-                operation=operation,
-                kind="fetch-response" if response else "fetch",
-            )
-        )
+        kind = "fetch-response" if response else "fetch"
+        return await self._background_task(key, "fetch", "background", kind, request.url, params, operation)
 
     async def background_poll(self, key: Any, options: Mapping[str, Any]) -> Any:
         """Poll a URL in the background until a response matches; return its JSON body.
@@ -212,16 +204,16 @@ class HttpIO:
             timeout=timeout,
             request_timeout=request_timeout,
         )
-        return await self._execution.run_task(
-            TaskSpec(
-                cache_key=key,
-                name=task_name("poll", request.url),
-                icon="clock-bolt",
-                params=params,
-                operation=operation,
-                kind="fetch-poll",
-            )
+        return await self._background_task(key, "poll", "clock-bolt", "fetch-poll", request.url, params, operation)
+
+    async def _background_task(
+        self, key: Any, verb: str, icon: str, kind: str, url: str, params: Any, operation: Any
+    ) -> Any:
+        """A task whose HTTP work runs in the background while the run waits (v2 §5.4)."""
+        spec = TaskSpec(
+            cache_key=key, name=task_name(verb, url), icon=icon, params=params, operation=operation, kind=kind
         )
+        return await self._execution.run_task(spec)
 
 
 def _poll_options(options: Any) -> dict[str, Any]:
