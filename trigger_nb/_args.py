@@ -114,7 +114,7 @@ def _next_flag(line: str, pos: int, flags: FlagKinds, usage: str = "") -> re.Mat
     for match in _FLAG.finditer(line, pos):
         if match.group(1) in flags:
             return match
-        raise ConfigError(f"Unknown option --{match.group(1)}. Usage: {usage}".rstrip(". Usage: "))
+        raise ConfigError(f"Unknown option --{match.group(1)}." + (f" Usage: {usage}" if usage else ""))
     return None
 
 

@@ -2,7 +2,8 @@
 
 from ._control import Canceled, ControlFlow, Suspend, is_control_flow
 from ._execution import CALLBACK_TIMEOUT_MESSAGE, Execution, TaskHandle, TaskSpec, current_parent
-from ._runner import JobDefinition, Runner, make_context, new_run_record
+from ._jobs import JobDefinition, make_context, new_run_record
+from ._runner import Runner
 from ._states import RUN_FINISHED, TASK_FINISHED, RunStatus, TaskStatus
 
 __all__ = [
