@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from ._config import Config
 from ._engine import Execution, JobDefinition, Runner, RunStatus, new_run_record
 from ._events import EventBus
-from ._exceptions import ConfigError, PayloadError, TriggerNbError
+from ._exceptions import ConfigError, TriggerNbError
 from ._keys import canonical_json, derive_run_id, new_run_id, slugify_job_id, validate_version
 from ._kv import ClientKeyValueStore
 from ._loop import LoopHost
@@ -212,12 +212,7 @@ class TriggerClient:
             known = ", ".join(sorted(self.jobs)) or "none yet"
             raise ConfigError(f"No job {job_id!r} is defined (defined: {known}). Define it first.")
         payload = {} if payload is None else payload
-        try:
-            canonical_json(payload)
-        except PayloadError:
-            raise
-        except (TypeError, ValueError) as exc:  # pragma: no cover - canonical_json raises PayloadError
-            raise PayloadError(str(exc)) from exc
+        canonical_json(payload)  # PayloadError (with the path) before anything is stored
         run_id = run_id or new_run_id()
         with self.storage.transaction():
             existing = self.repo.load_run(run_id)

@@ -235,70 +235,82 @@ class Execution:
         self, spec: TaskSpec, record: dict[str, Any] | None, key: str, parent_id: str | None
     ) -> Any:
         now = self.clock()
-        if record is not None and record["status"] in (TaskStatus.CANCELED, TaskStatus.ERRORED):
-            # Re-opened with the new-task rules, keeping its place in the log: a canceled task
-            # asked for again (v2 §2.5), or a failed one on a manual retry (fix of v2 #912) —
-            # a fetch is sent again, a callback or event wait re-armed; attempts continue.
-            old = record
-            record = self._new_record(spec, key, parent_id, now, seq=old.get("seq"))
-            record["status"] = old["status"]
-            if old["status"] == TaskStatus.ERRORED:
-                record["attempts"] = old["attempts"] + 1
-        elif record is None:
-            record = self._new_record(spec, key, parent_id, now)
-        if record["status"] in (None, TaskStatus.CANCELED, TaskStatus.ERRORED):
-            if spec.delay_until is not None and spec.delay_until > now:
-                advance_task(record, TaskStatus.WAITING)
-                record["delay_until"] = spec.delay_until
-                self._save(record)
-                self._suspend(record, spec.delay_until, "delay")
-            if spec.operation is not None:
-                advance_task(record, TaskStatus.WAITING)
-                record["operation_pending"] = True
-                return self._begin_operation(spec, record)
-            if spec.external is not None:
-                advance_task(record, TaskStatus.WAITING)
-                record["external_pending"] = True
-                timeout = float(spec.external.get("timeout_in_seconds", 3600))
-                record["external_timeout_at"] = now + timeout if timeout > 0 else None
-                self._save(record)
-                return self._await_external(spec, record, parse_output=spec.parse_output)
-            if spec.callback and spec.callback.get("enabled", True):
-                advance_task(record, TaskStatus.WAITING)
-                self._arm_callback(record, spec.callback, now)
-                return await self._hand_out_callback(spec, record)
-            if spec.noop:
-                return self._complete(record, spec, None)
+        if record is None or record["status"] in (TaskStatus.CANCELED, TaskStatus.ERRORED):
+            return await self._start(spec, self._open(spec, record, key, parent_id, now), now)
+        if record["status"] == TaskStatus.WAITING:
+            return await self._continue_waiting(spec, record, now)
+        if record["status"] == TaskStatus.PENDING:
             advance_task(record, TaskStatus.RUNNING)
-        else:
-            status = record["status"]
-            if status == TaskStatus.WAITING:
-                if record.get("operation_pending") and spec.operation is not None:
-                    return self._begin_operation(spec, record)
-                if record.get("external_pending"):
-                    timeout_at = record.get("external_timeout_at")
-                    if timeout_at is not None and timeout_at <= now:
-                        message = (spec.external or {}).get("timeout_message", CALLBACK_TIMEOUT_MESSAGE)
-                        return self._fail(record, CallbackTimeoutError(message))
-                    return self._await_external(spec, record, parse_output=spec.parse_output)
-                if record.get("callback_secret") and record.get("callback_pending"):
-                    timeout_at = record.get("callback_timeout_at")
-                    if timeout_at is not None and timeout_at <= now:
-                        return self._fail(record, CallbackTimeoutError(CALLBACK_TIMEOUT_MESSAGE))
-                    self._refresh_callback_url(record)
-                    return await self._hand_out_callback(spec, record)
-                due = record.get("retry_at") or record.get("delay_until")
-                if due is not None and due > now:
-                    self._suspend(record, due, "retry" if record.get("retry_at") else "delay")
-                if spec.noop and not record.get("retry_at"):
-                    return self._complete(record, spec, None)
-                advance_task(record, TaskStatus.RUNNING)
-                if record.pop("retry_at", None) is not None:
-                    record["attempts"] += 1
-            elif status == TaskStatus.PENDING:
-                advance_task(record, TaskStatus.RUNNING)
-            # RUNNING: the process that ran it died, or a child suspended it: run it again.
-            record["started_at"] = record.get("started_at") or now
+        # RUNNING: the process that ran it died, or a child suspended it: run it again.
+        return await self._call(spec, record)
+
+    def _open(
+        self, spec: TaskSpec, old: dict[str, Any] | None, key: str, parent_id: str | None, now: float
+    ) -> dict[str, Any]:
+        """A fresh record for a new task, or for one re-opened with the new-task rules while
+        keeping its place in the log: a canceled task asked for again (v2 §2.5), or a failed
+        one on a manual retry (fix of v2 #912) — a fetch is sent again, a callback or event
+        wait re-armed, and its attempts continue."""
+        if old is None:
+            return self._new_record(spec, key, parent_id, now)
+        record = self._new_record(spec, key, parent_id, now, seq=old.get("seq"))
+        record["status"] = old["status"]
+        if old["status"] == TaskStatus.ERRORED:
+            record["attempts"] = old["attempts"] + 1
+        return record
+
+    async def _start(self, spec: TaskSpec, record: dict[str, Any], now: float) -> Any:
+        """The new-task rules (v2 §2.5): wait for a delay, an operation, an external event or
+        a callback; complete a noop at once; otherwise run the function."""
+        if spec.delay_until is not None and spec.delay_until > now:
+            advance_task(record, TaskStatus.WAITING)
+            record["delay_until"] = spec.delay_until
+            self._save(record)
+            self._suspend(record, spec.delay_until, "delay")
+        if spec.operation is not None:
+            advance_task(record, TaskStatus.WAITING)
+            record["operation_pending"] = True
+            return self._begin_operation(spec, record)
+        if spec.external is not None:
+            advance_task(record, TaskStatus.WAITING)
+            record["external_pending"] = True
+            timeout = float(spec.external.get("timeout_in_seconds", 3600))
+            record["external_timeout_at"] = now + timeout if timeout > 0 else None
+            self._save(record)
+            return self._await_external(spec, record, parse_output=spec.parse_output)
+        if spec.callback and spec.callback.get("enabled", True):
+            advance_task(record, TaskStatus.WAITING)
+            self._arm_callback(record, spec.callback, now)
+            return await self._hand_out_callback(spec, record)
+        if spec.noop:
+            return self._complete(record, spec, None)
+        advance_task(record, TaskStatus.RUNNING)
+        return await self._call(spec, record)
+
+    async def _continue_waiting(self, spec: TaskSpec, record: dict[str, Any], now: float) -> Any:
+        """A WAITING task reached again: time out, re-arm, suspend again, or run (when due)."""
+        if record.get("operation_pending") and spec.operation is not None:
+            return self._begin_operation(spec, record)
+        if record.get("external_pending"):
+            timeout_at = record.get("external_timeout_at")
+            if timeout_at is not None and timeout_at <= now:
+                message = (spec.external or {}).get("timeout_message", CALLBACK_TIMEOUT_MESSAGE)
+                return self._fail(record, CallbackTimeoutError(message))
+            return self._await_external(spec, record, parse_output=spec.parse_output)
+        if record.get("callback_secret") and record.get("callback_pending"):
+            timeout_at = record.get("callback_timeout_at")
+            if timeout_at is not None and timeout_at <= now:
+                return self._fail(record, CallbackTimeoutError(CALLBACK_TIMEOUT_MESSAGE))
+            self._refresh_callback_url(record)  # the receiver may listen elsewhere now (§9)
+            return await self._hand_out_callback(spec, record)
+        due = record.get("retry_at") or record.get("delay_until")
+        if due is not None and due > now:
+            self._suspend(record, due, "retry" if record.get("retry_at") else "delay")
+        if spec.noop and not record.get("retry_at"):
+            return self._complete(record, spec, None)
+        advance_task(record, TaskStatus.RUNNING)
+        if record.pop("retry_at", None) is not None:
+            record["attempts"] += 1
         return await self._call(spec, record)
 
     async def _call(self, spec: TaskSpec, record: dict[str, Any]) -> Any:
