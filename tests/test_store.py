@@ -129,22 +129,33 @@ def test_forget_deletes_every_record_of_a_run() -> None:
 def test_lease_busy_for_a_live_holder_free_for_a_dead_one(tmp_path: Path) -> None:
     store = MemoryStore()
     mine, theirs = Repository(store), Repository(store)
+    mine.save_run({"id": "r", "status": "WAITING"})
     mine.acquire_lease("r")
     with pytest.raises(RunBusyError) as info:
         theirs.acquire_lease("r")
     assert info.value.holder == mine.holder
     mine.release_lease("r")
     theirs.acquire_lease("r")  # free once released
+    assert store.get("run/r")["lease"]["holder"] == theirs.holder
 
     # A holder on this host whose process is gone holds nothing, even before expiry.
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
-    dead = Repository(store, holder=f"{os.uname().nodename}:{proc.pid}:dead")
-    store.put("lease/r2", {"holder": dead.holder, "expires_at": time.time() + 60})
+    dead = f"{os.uname().nodename}:{proc.pid}:dead"
+    store.put("run/r2", {"id": "r2", "status": "EXECUTING", "lease": {"holder": dead, "expires_at": time.time() + 60}})
     mine.acquire_lease("r2")
 
 
 def test_expired_lease_is_free() -> None:
     store = MemoryStore()
-    store.put("lease/r", {"holder": "elsewhere:1:x", "expires_at": time.time() - 1})
+    lease = {"holder": "elsewhere:1:x", "expires_at": time.time() - 1}
+    store.put("run/r", {"id": "r", "status": "EXECUTING", "lease": lease})
     Repository(store).acquire_lease("r")
+
+
+def test_a_lease_held_elsewhere_expires_only_with_time() -> None:
+    store = MemoryStore()
+    lease = {"holder": "another-host:1:x", "expires_at": time.time() + 60}
+    store.put("run/r", {"id": "r", "status": "EXECUTING", "lease": lease})
+    with pytest.raises(RunBusyError, match="another-host"):
+        Repository(store).acquire_lease("r")

@@ -566,7 +566,9 @@ class Execution:
     def _save(
         self, record: dict[str, Any], *, blob: bytes | None = None, index_callback: bool = False
     ) -> None:
-        self.repo.save_task(record, blob=blob, index_callback=index_callback)
+        self.repo.save_task(
+            record, blob=blob, index_callback=index_callback, job_id=self.run.get("job_id")
+        )
         if self.bus.active:
             self.bus.emit(Notice("task", self.run_id, task=record))
 

@@ -101,8 +101,9 @@ class Runner:
         run, job, reset_errored = begun
         try:
             return await self._execute_leased(run, job, reset_errored)
-        finally:
-            self.repo.release_lease(run_id)  # idempotent: _finish normally released it already
+        except BaseException:
+            self.repo.release_lease(run_id)  # _finish releases it on every normal path
+            raise
 
     def _begin(
         self, run_id: str, *, only_if_waiting: bool
@@ -120,7 +121,7 @@ class Runner:
                     f"Run {run_id} belongs to job {run['job_id']!r}, which is not defined in this "
                     "process: execute the job's cell (or define_job) first."
                 )
-            self.repo.acquire_lease(run_id)
+            self.repo.take_lease(run)  # saved with the run below
             self.repo.clear_wake(run_id)
             if run["status"] == RunStatus.EXECUTING:
                 # We hold the lease, so whoever executed it died mid-execution: that execution
@@ -250,9 +251,9 @@ class Runner:
                 "replayed": sum(1 for entry in journal if entry[1] == "replayed"),
             }
             run["history"] = [*run.get("history", [])[-(HISTORY_LIMIT - 1) :], summary]
+            run["lease"] = None  # released with the same write
             self.repo.save_run(run)
             self.repo.save_journal(run["id"], execution.number, journal, keep=HISTORY_LIMIT)
-            self.repo.release_lease(run["id"])
         self._notify_run(run)
         self.bus.emit(Notice("execution", run["id"], data={"event": "end", "n": execution.number}))
         if run["status"] == RunStatus.WAITING and run["wake_at"] is not None:
@@ -433,6 +434,7 @@ class Runner:
         pending_flag: str,
         resolved_by: str,
         check: Callable[[dict[str, Any]], str | None] | None = None,
+        job_id: str | None = None,
     ) -> str:
         """Complete (or fail, with ``error``) a WAITING task; the first resolution wins.
 
@@ -468,9 +470,12 @@ class Runner:
             task[pending_flag] = False
             task["resolved_by"] = resolved_by
             self.repo.save_task(task)
-            # Durable: if no process here runs this job (e.g. `trigger-nb serve`), the kernel
-            # that does finds the marker within a second (SPEC §9).
-            self.repo.mark_wake(run_id, now)
+            if job_id is None or job_id not in self.jobs:
+                # Durable: no process here runs this job (e.g. `trigger-nb serve`), so the
+                # kernel that does must find the marker (within a second, SPEC §9). When this
+                # process runs it, the resume below follows at once and the marker would only
+                # cost a write and a delete per callback (SPEC §13 throughput).
+                self.repo.mark_wake(run_id, now)
         if self.bus.active:
             self.bus.emit(Notice("task", run_id, task=task))
         self.host.call_soon(self._resume_soon, run_id)
@@ -504,6 +509,7 @@ class Runner:
             pending_flag="callback_pending",
             resolved_by="callback",
             check=check,
+            job_id=ref.get("job_id"),
         )
 
     def start_operation(self, record: dict[str, Any], operation: Callable[[Any], Any]) -> None:

@@ -2,13 +2,12 @@
 
 Layout (all values JSON records unless noted)::
 
-    run/{run_id}                     the run record
+    run/{run_id}                     the run record (with its lease: who executes it, until when)
     task/{run_id}/{idempotency_key}  one record per task (scanned in one read per execution)
     blob/{run_id}/{idempotency_key}  bytes: a pickled task output (opt-in, SPEC §4.5)
-    lease/{run_id}                   who executes the run now, until when (SPEC §10)
     wake/{run_id}                    "resume me": a task was resolved, maybe by another process
     hist/{run_id}/{n}                execution n's journal: [task id, outcome, attempts] per task
-    cb/{task_id}                     callback index: task id -> run id + idempotency key
+    cb/{task_id}                     callback index: task id -> run id, idempotency key, job id
 
 Backend-agnostic: a second backend only implements :class:`Store`.
 """
@@ -88,7 +87,6 @@ class Repository:
             # kv/run/...: a later run with the same (derived) id must not see stale values.
             for prefix in (f"task/{run_id}/", f"blob/{run_id}/", f"hist/{run_id}/", f"kv/run/{run_id}/"):
                 count += self.store.delete_prefix(prefix)
-            count += self.store.delete(f"lease/{run_id}")
             self.store.delete(f"wake/{run_id}")
             count += self.store.delete(f"run/{run_id}")
         return count
@@ -104,10 +102,16 @@ class Repository:
         return self.store.get(f"task/{run_id}/{idempotency_key}")
 
     def save_task(
-        self, task: dict[str, Any], *, blob: bytes | None = None, index_callback: bool = False
+        self,
+        task: dict[str, Any],
+        *,
+        blob: bytes | None = None,
+        index_callback: bool = False,
+        job_id: str | None = None,
     ) -> None:
         """Store a task record (``None``/``False`` fields left out: smaller records replay
-        faster). ``blob``: its pickled output; ``index_callback``: register its callback id."""
+        faster). ``blob``: its pickled output; ``index_callback``: register its callback id
+        (with the run's ``job_id``, so a receiver knows whether it runs that job itself)."""
         key = f"task/{task['run_id']}/{task['idempotency_key']}"
         lean = {k: v for k, v in task.items() if v is not None and v is not False}
         if blob is None and not index_callback:
@@ -120,7 +124,7 @@ class Repository:
             if index_callback:
                 self.store.put(
                     f"cb/{task['id']}",
-                    {"run_id": task["run_id"], "idempotency_key": task["idempotency_key"]},
+                    {"run_id": task["run_id"], "idempotency_key": task["idempotency_key"], "job_id": job_id},
                 )
 
     def update_task(
@@ -177,32 +181,43 @@ class Repository:
         return [key.split("/", 1)[1] for key in self.store.keys("wake/")]
 
     # -- leases (SPEC §10: one executing process per run) ---------------------------------
-    def acquire_lease(self, run_id: str, *, ttl: float = LEASE_TTL) -> None:
-        """Take the run's lease or raise :class:`RunBusyError` naming the live holder."""
-        key = f"lease/{run_id}"
+    # The lease lives in the run record (``run["lease"]``), which an execution reads and writes
+    # in its first and last transactions anyway: taking and releasing it costs no extra query.
+    def take_lease(self, run: dict[str, Any], *, ttl: float = LEASE_TTL) -> None:
+        """Put our lease into ``run`` (the caller saves it, in its transaction) or raise
+        :class:`RunBusyError` naming the live holder."""
         now = time.time()
+        lease = run.get("lease")
+        if lease and lease["holder"] != self.holder and lease["expires_at"] > now:
+            if not _holder_dead(lease["holder"]):
+                raise RunBusyError(
+                    f"Run {run['id']} is being executed by another process ({lease['holder']}). "
+                    "Wait for it to finish or suspend (use --wait / run.wait()), or stop that "
+                    f"process; its lease expires by itself within {int(ttl)} s if it died.",
+                    holder=lease["holder"],
+                )
+        run["lease"] = {"holder": self.holder, "expires_at": now + ttl}
+
+    def acquire_lease(self, run_id: str, *, ttl: float = LEASE_TTL) -> None:
+        """Take the stored run's lease or raise :class:`RunBusyError` naming the live holder."""
         with self.store.transaction():
-            lease = self.store.get(key)
-            if lease and lease["holder"] != self.holder and lease["expires_at"] > now:
-                if not _holder_dead(lease["holder"]):
-                    raise RunBusyError(
-                        f"Run {run_id} is being executed by another process ({lease['holder']}). "
-                        "Wait for it to finish or suspend (use --wait / run.wait()), or stop that "
-                        f"process; its lease expires by itself within {int(ttl)} s if it died.",
-                        holder=lease["holder"],
-                    )
-            self.store.put(key, {"holder": self.holder, "expires_at": now + ttl})
+            run = self.load_run(run_id)
+            if run is not None:
+                self.take_lease(run, ttl=ttl)
+                self.save_run(run)
 
     def renew_lease(self, run_id: str, *, ttl: float = LEASE_TTL) -> None:
-        key = f"lease/{run_id}"
         with self.store.transaction():
-            lease = self.store.get(key)
-            if lease is None or lease["holder"] == self.holder:
-                self.store.put(key, {"holder": self.holder, "expires_at": time.time() + ttl})
+            run = self.load_run(run_id)
+            lease = (run or {}).get("lease")
+            if run is not None and (lease is None or lease["holder"] == self.holder):
+                run["lease"] = {"holder": self.holder, "expires_at": time.time() + ttl}
+                self.save_run(run)
 
     def release_lease(self, run_id: str) -> None:
-        key = f"lease/{run_id}"
         with self.store.transaction():
-            lease = self.store.get(key)
-            if lease is not None and lease["holder"] == self.holder:
-                self.store.delete(key)
+            run = self.load_run(run_id)
+            lease = (run or {}).get("lease")
+            if run is not None and lease is not None and lease["holder"] == self.holder:
+                run["lease"] = None
+                self.save_run(run)
