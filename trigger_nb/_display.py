@@ -198,7 +198,8 @@ def render_text(run: dict[str, Any], tasks: list[dict[str, Any]], journals: Jour
                 detail = _waiting_detail(task)
             elif outcome in ("ran", "replayed") and _shows_output(task):
                 detail = f"  → {_short(_output_of(task), 50)}"
-            attempt_text = f"attempt {attempts}" if attempts > 1 or outcome not in ("replayed", "ran") else ""
+            shows_attempt = not task.get("noop") and (attempts > 1 or outcome not in ("replayed", "ran"))
+            attempt_text = f"attempt {attempts}" if shows_attempt else ""
             lines.append(
                 f"{indent}{symbol} {task['display_key']:<24} {task['name']:<14} {word:<9}"
                 f" {attempt_text:<10}{detail}".rstrip()
