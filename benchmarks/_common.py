@@ -10,6 +10,7 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -76,3 +77,27 @@ def subprocess_seconds(code: str, repeat: int, *, timeout: float = 60.0) -> list
 
 def header(title: str) -> None:
     print(f"\n== {title} ==", flush=True)
+
+
+class CountingBackend:
+    """Receiver backend baseline: accepts the first callback per task id and counts them; no
+    engine, no store (what the HTTP layer alone can do)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.completed: set[str] = set()
+
+    def complete_callback(self, task_id: str, secret: str, body: Any) -> Any:
+        from trigger_nb._receiver import CallbackOutcome
+
+        with self._lock:
+            if task_id in self.completed:
+                return CallbackOutcome.ALREADY_RESOLVED
+            self.completed.add(task_id)
+            return CallbackOutcome.ACCEPTED
+
+    def send_event(self, event: dict[str, Any]) -> dict[str, Any]:
+        return event
+
+    def events_token(self) -> str:
+        return "unused"

@@ -32,10 +32,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from _common import fmt_ms, fmt_s, fmt_us, header, median, percentile, verdict
+from _common import CountingBackend, fmt_ms, fmt_s, fmt_us, header, median, percentile, verdict
 
 from trigger_nb import TriggerClient
-from trigger_nb._receiver import CallbackOutcome, Receiver
+from trigger_nb._receiver import Receiver
 
 CALLBACK = {"enabled": True, "timeout_in_seconds": 600}
 
@@ -178,27 +178,6 @@ def post_worker(jobs: list[tuple[str, int]], ready: Any, go: Any, results: Any, 
     if conn is not None:
         conn.close()
     results.put((index, statuses, ended))
-
-
-class CountingBackend:
-    """Baseline backend: accepts each callback once and counts it, no engine, no store."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.completed: set[str] = set()
-
-    def complete_callback(self, task_id: str, secret: str, body: Any) -> CallbackOutcome:
-        with self._lock:
-            if task_id in self.completed:
-                return CallbackOutcome.ALREADY_RESOLVED
-            self.completed.add(task_id)
-            return CallbackOutcome.ACCEPTED
-
-    def send_event(self, event: dict[str, Any]) -> dict[str, Any]:
-        return event
-
-    def events_token(self) -> str:
-        return "unused"
 
 
 def post_all(

@@ -14,32 +14,11 @@ import argparse
 import statistics
 import threading
 import time
-from typing import Any
 
 import httpx
+from _common import CountingBackend
 
-from trigger_nb._receiver import CallbackOutcome, Receiver
-
-
-class CountingBackend:
-    """Accepts the first callback per task id and counts them; nothing else."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.completed: set[str] = set()
-
-    def complete_callback(self, task_id: str, secret: str, body: Any) -> CallbackOutcome:
-        with self._lock:
-            if task_id in self.completed:
-                return CallbackOutcome.ALREADY_RESOLVED
-            self.completed.add(task_id)
-            return CallbackOutcome.ACCEPTED
-
-    def send_event(self, event: dict[str, Any]) -> dict[str, Any]:
-        return event
-
-    def events_token(self) -> str:
-        return "unused"
+from trigger_nb._receiver import Receiver
 
 
 def post_callbacks(receiver: Receiver, task_ids: list[str], latencies: list[float]) -> None:

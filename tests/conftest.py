@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _support import ScriptedServer
 
 import trigger_nb._client as client_module
 from trigger_nb import TriggerClient
@@ -111,6 +112,16 @@ def serve(store_dir: str) -> Iterator[dict[str, Any]]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+@pytest.fixture
+def server() -> Iterator[ScriptedServer]:
+    """A local HTTP server in this process serving scripted responses (stopped afterwards)."""
+    srv = ScriptedServer()
+    try:
+        yield srv
+    finally:
+        srv.stop()
 
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -11,12 +11,11 @@ import json
 import logging
 import pickle
 import secrets
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_http_tasks import ScriptedServer, Step
+from _support import ScriptedServer, Step
 
 import trigger_nb
 from trigger_nb import TriggerClient, redact_string
@@ -128,15 +127,6 @@ def test_reveal_conceal_and_scrub_helpers() -> None:
 
 
 # --- end to end: nothing under the store directory -----------------------------------------------
-
-
-@pytest.fixture
-def server() -> Iterator[ScriptedServer]:
-    srv = ScriptedServer()
-    try:
-        yield srv
-    finally:
-        srv.stop()
 
 
 def echo_auth(headers: dict[str, str]) -> dict[str, Any]:
