@@ -28,6 +28,18 @@ def test_sync_cell_posts_to_its_own_callback_and_restart_keeps_the_path(tmp_path
     env = {"TRIGGER_NB_DIR": str(tmp_path / "store")}
     with KernelSession(env=env, cwd=str(tmp_path)) as kernel:
         _ok(kernel.run("%load_ext trigger_nb\nurls = []"))
+        # A client first used from another thread (as the receiver's thread can be) still gets
+        # the kernel's loop as its home, not a private loop thread.
+        adopted = _ok(
+            kernel.run(
+                "import asyncio, threading, trigger_nb\n"
+                "fresh, seen = trigger_nb.TriggerClient(), []\n"
+                "t = threading.Thread(target=lambda: seen.append(fresh._host.loop)); t.start(); t.join()\n"
+                "print(seen[0] is asyncio.get_running_loop(), threading.active_count())\n"
+                "fresh.close()"
+            )
+        )
+        assert adopted.startswith("True"), adopted
         assert "WAITING" in _ok(kernel.run(JOB_CELL))
         # A plain synchronous cell: the kernel's loop is blocked, the receiver thread answers.
         text = _ok(kernel.run("import httpx\nprint(httpx.post(urls[-1], json={'n': 1}, timeout=10).json())"))

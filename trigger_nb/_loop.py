@@ -25,19 +25,25 @@ T = TypeVar("T")
 
 
 def _kernel_loop() -> asyncio.AbstractEventLoop | None:
-    """The running loop if we are on the main thread of an IPython kernel, else None."""
-    if "ipykernel" not in sys.modules or threading.current_thread() is not threading.main_thread():
-        return None
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
+    """The IPython kernel's running loop, from any thread (a receiver thread may be the first
+    to need the home loop); None outside a kernel."""
+    if "ipykernel" not in sys.modules:
         return None
     try:
         from IPython import get_ipython
     except ImportError:  # pragma: no cover - IPython is a dependency
         return None
     shell = get_ipython()
-    return loop if shell is not None and getattr(shell, "kernel", None) is not None else None
+    kernel = getattr(shell, "kernel", None) if shell is not None else None
+    loop = getattr(getattr(kernel, "io_loop", None), "asyncio_loop", None)
+    if isinstance(loop, asyncio.AbstractEventLoop) and loop.is_running():
+        return loop
+    if threading.current_thread() is threading.main_thread():
+        try:
+            return asyncio.get_running_loop() if kernel is not None else None
+        except RuntimeError:
+            return None
+    return None
 
 
 class LoopHost:

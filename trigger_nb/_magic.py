@@ -46,9 +46,6 @@ class JobMagics(Magics):
     @no_var_expand  # `{}` and `$` in a JSON payload must reach us untouched (SPEC §2)
     @line_cell_magic
     def job(self, line: str, cell: str | None = None) -> Any:
-        # Adopt the kernel's loop now, from the main thread: the first use of the client could
-        # otherwise come from the receiver's thread (a POST), which cannot see that loop.
-        default_client()._host.loop  # noqa: B018
         if cell is None:
             return self._line(line)
         return self._cell(line, cell)
