@@ -76,7 +76,7 @@ def test_a_run_id_per_tick_and_the_schedule_record(client: TriggerClient) -> Non
     assert record["last_timestamp"] >= first["ts"]
     assert record["next_due"] > epoch(first["ts"])
     # The run id is derived from (job, tick time): the same tick can never start twice.
-    from trigger_nb._eventlog import trigger_run_id
+    from trigger_nb._events._eventlog import trigger_run_id
 
     assert run.id == trigger_run_id("ticker", "schedule", first["ts"])
 

@@ -9,18 +9,18 @@ from typing import TYPE_CHECKING, Any
 
 from ._config import Config
 from ._engine import Execution, JobDefinition, Runner, RunStatus, new_run_record
-from ._events import EventBus
+from ._engine._bus import NoticeBus
 from ._exceptions import ConfigError, TriggerNbError
+from ._io._kv import ClientKeyValueStore
 from ._keys import canonical_json, derive_run_id, new_run_id, slugify_job_id, validate_version
-from ._kv import ClientKeyValueStore
 from ._loop import LoopHost
 from ._run import Run
 from ._store import Repository, Store, open_store
 
 if TYPE_CHECKING:
-    from ._eventlog import EventLog
-    from ._scheduler import Scheduler
-    from ._triggers import TriggerView
+    from ._events._eventlog import EventLog
+    from ._events._scheduler import Scheduler
+    from ._events._triggers import TriggerView
 
 _LOG_LEVELS = ("log", "error", "warn", "info", "debug")
 
@@ -56,7 +56,7 @@ class TriggerClient:
             max_body_bytes=max_body_bytes,
         )
         self.jobs: dict[str, JobDefinition] = {}
-        self.bus = EventBus()
+        self.bus = NoticeBus()
         self._storage = storage
         self._repo: Repository | None = None
         self._runner: Runner | None = None
@@ -111,8 +111,8 @@ class TriggerClient:
         """The HTTP receiver for callback URLs and events, started on first use (SPEC §9)."""
         with self._lock:
             if self._receiver is None:
-                from ._backend import ClientReceiverBackend
                 from ._receiver import Receiver
+                from ._receiver._backend import ClientReceiverBackend
 
                 receiver = Receiver(
                     ClientReceiverBackend(self),
@@ -301,7 +301,7 @@ class TriggerClient:
         """The store's durable events (SPEC §6.9); used by ``io`` and the methods below."""
         with self._lock:
             if self._event_log is None:
-                from ._eventlog import EventLog
+                from ._events._eventlog import EventLog
 
                 self._event_log = EventLog(self)
             return self._event_log
@@ -311,13 +311,13 @@ class TriggerClient:
         """Timers for delayed events and schedules, and the starter of triggered runs."""
         with self._lock:
             if self._scheduler is None:
-                from ._scheduler import Scheduler
+                from ._events._scheduler import Scheduler
 
                 self._scheduler = Scheduler(self, self.event_log)
             return self._scheduler
 
     def _check_trigger(self, job: JobDefinition) -> None:
-        from ._triggers import check_trigger
+        from ._events._triggers import check_trigger
 
         check_trigger(job.trigger, job.id)
 
@@ -366,7 +366,7 @@ class TriggerClient:
 
     def trigger_view(self, job_id: str) -> TriggerView:
         """What a ``%%job --on/--every/--cron`` cell shows: the definition and its runs, live."""
-        from ._triggers import TriggerView
+        from ._events._triggers import TriggerView
 
         return TriggerView(self, slugify_job_id(job_id))
 

@@ -189,17 +189,17 @@ class Run:
     # -- views ----------------------------------------------------------------------------
     def log(self) -> str:
         """The task log as plain text (executions separated, replayed tasks marked)."""
-        from ._display import render_text
+        from ._notebook._display import render_text
 
         return render_text(self.record, self._client.repo.load_tasks(self.id), self._journals())
 
     def summary(self) -> str:
-        from ._display import summary_line
+        from ._notebook._display import summary_line
 
         return summary_line(self.record)
 
     def _repr_html_(self) -> str:
-        from ._display import render_html
+        from ._notebook._display import render_html
 
         return render_html(self.record, self._client.repo.load_tasks(self.id), self._journals())
 
@@ -210,7 +210,7 @@ class Run:
         printer.text(self.summary() if self._quiet else self.log())
 
     def _ipython_display_(self) -> None:
-        from ._display import show_live
+        from ._notebook._display import show_live
 
         show_live(self, quiet=self._quiet)
 

@@ -22,10 +22,10 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .._events import EventBus, Notice
 from .._exceptions import ConfigError, RunBusyError, TaskError, TaskOutputError
 from .._serde import DEFAULT_OUTPUT_LIMIT, encode_output, error_record
 from .._store import LEASE_TTL, Repository
+from ._bus import Notice, NoticeBus
 from ._control import Canceled, ControlFlow
 from ._execution import CALLBACK_TIMEOUT_MESSAGE, Execution
 from ._jobs import JobDefinition, make_context
@@ -43,7 +43,7 @@ class Runner:
     def __init__(
         self,
         repo: Repository,
-        bus: EventBus,
+        bus: NoticeBus,
         jobs: Mapping[str, JobDefinition],
         *,
         make_io: Callable[[Execution, JobDefinition], Any],

@@ -14,8 +14,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .._engine import Execution, TaskSpec
+from .._events._triggers import apply_schema, event_rule
 from .._exceptions import ConfigError, PayloadError
-from .._triggers import apply_schema, event_rule
 from ._core import _check_cache_key, _epoch
 
 _WAIT_KEYS = ("name", "filter", "source", "context_filter", "schema")
@@ -39,7 +39,7 @@ def _seconds(value: Any, what: str, *, positive: bool) -> float:
 def _send_params(
     event: Any, deliver_at: Any, deliver_after: Any
 ) -> tuple[dict[str, Any], list[dict[str, str]]]:
-    from .._eventlog import normalize_event
+    from .._events._eventlog import normalize_event
 
     normalize_event(event, now=time.time(), default_id="-")  # PayloadError now: nothing stored
     when = _epoch(deliver_at, "deliver_at")

@@ -1,4 +1,7 @@
-"""Storage: the :class:`Store` seam, its backends, and the record layout (:class:`Repository`)."""
+"""Storage: the :class:`Store` seam, its backends, and the record layout (:class:`Repository`).
+
+May import: the shared leaves (``_exceptions``) only; everything else sits above the store.
+"""
 
 from ._base import Store
 from ._memory import MemoryStore

@@ -47,14 +47,14 @@ from collections.abc import Mapping
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, cast
 
-from ._engine import JobDefinition, TaskStatus, new_run_record
-from ._exceptions import ConfigError, PayloadError
-from ._keys import canonical_json
-from ._run import iso
+from .._engine import JobDefinition, TaskStatus, new_run_record
+from .._exceptions import ConfigError, PayloadError
+from .._keys import canonical_json
+from .._run import iso
 from ._triggers import EventTrigger, event_matches
 
 if TYPE_CHECKING:
-    from ._client import TriggerClient
+    from .._client import TriggerClient
 
 log = logging.getLogger("trigger_nb")
 
@@ -167,7 +167,7 @@ def normalize_event(event: Any, *, now: float, default_id: str | None = None) ->
 def delivery_time(deliver_at: Any, deliver_after: Any, now: float) -> float:
     """When to deliver: ``deliver_at`` (datetime or epoch) wins over ``deliver_after``
     (seconds from now, v2 §5.9); neither means now. Raises :class:`ConfigError`."""
-    from ._io._core import _epoch
+    from .._io._core import _epoch
 
     if deliver_at is not None:
         at = _epoch(deliver_at, "deliver_at")

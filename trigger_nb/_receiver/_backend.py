@@ -9,10 +9,10 @@ from __future__ import annotations
 import secrets
 from typing import TYPE_CHECKING, Any
 
-from ._receiver import CallbackOutcome
+from . import CallbackOutcome
 
 if TYPE_CHECKING:
-    from ._client import TriggerClient
+    from .._client import TriggerClient
 
 _OUTCOMES = {
     "accepted": CallbackOutcome.ACCEPTED,

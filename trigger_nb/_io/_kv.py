@@ -33,13 +33,13 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ._engine import TaskSpec
-from ._exceptions import ConfigError, PayloadError
-from ._keys import slugify_job_id
-from ._serde import json_tree
+from .._engine import TaskSpec
+from .._exceptions import ConfigError, PayloadError
+from .._keys import slugify_job_id
+from .._serde import json_tree
 
 if TYPE_CHECKING:
-    from ._store import Store
+    from .._store import Store
 
 KV_PREFIX = "kv/"
 NAMESPACES = ("env", "job", "run")
@@ -179,7 +179,7 @@ class TaskKeyValueStore:
     async def _task(
         self, method: str, cache_key: Any, store_key: Any, fn: Callable[[], Any], **params: Any
     ) -> Any:
-        from ._io._core import _check_cache_key  # lazy: _io imports this module
+        from ._core import _check_cache_key  # lazy: _io imports this module
 
         _check_cache_key(cache_key)
         if not isinstance(store_key, str) or not store_key:

@@ -16,10 +16,10 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from ._engine import RUN_FINISHED
+from .._engine import RUN_FINISHED
 
 if TYPE_CHECKING:
-    from ._run import Run
+    from .._run import Run
 
 #: outcome in an execution → (symbol, word shown)
 OUTCOME_MARKS = {

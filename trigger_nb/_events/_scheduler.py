@@ -35,8 +35,14 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from ._engine import JobDefinition, RunStatus, new_run_record
-from ._engine._states import advance_run
+from .._engine import JobDefinition, RunStatus, new_run_record
+from .._engine._bus import Notice
+from .._engine._states import advance_run
+from .._exceptions import PayloadError, RunBusyError
+from .._keys import canonical_json
+from .._run import iso
+from .._serde import error_record
+from .._store._repository import _holder_dead
 from ._eventlog import (
     EventLog,
     claim_queued_runs,
@@ -45,16 +51,10 @@ from ._eventlog import (
     release_queued_run,
     trigger_run_id,
 )
-from ._events import Notice
-from ._exceptions import PayloadError, RunBusyError
-from ._keys import canonical_json
-from ._run import iso
-from ._serde import error_record
-from ._store._repository import _holder_dead
 from ._triggers import CronTrigger, EventTrigger, IntervalTrigger, apply_schema
 
 if TYPE_CHECKING:
-    from ._client import TriggerClient
+    from .._client import TriggerClient
 
 log = logging.getLogger("trigger_nb")
 
@@ -127,7 +127,7 @@ class Scheduler:
         self._closed = True
         host = self._client._host
         if host.started and not host.in_home_thread():
-            from ._client import _call
+            from .._client import _call
 
             try:
                 host.run_sync(_call(self._cancel_all), timeout=5)

@@ -30,11 +30,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ._exceptions import ConfigError
+from .._exceptions import ConfigError
 from ._filters import event_filter_matches, validate_event_filter
 
 if TYPE_CHECKING:
-    from ._client import TriggerClient
+    from .._client import TriggerClient
 
 __all__ = [
     "CronTrigger",
@@ -396,7 +396,7 @@ class TriggerView:
         return header, note, self.runs()
 
     def text(self) -> str:
-        from ._display import summary_line
+        from .._notebook._display import summary_line
 
         header, note, runs = self._lines()
         lines = [header, note, f"Runs started: {len(runs)}"]
@@ -408,7 +408,7 @@ class TriggerView:
         return "\n".join(lines)
 
     def html(self) -> str:
-        from ._display import summary_line
+        from .._notebook._display import summary_line
 
         header, note, runs = self._lines()
         rows = "".join(

@@ -13,7 +13,7 @@ Every request attempt is stored as a child log entry (``ctx.record_attempt``). S
 entries and error messages hold the redacted form, and error messages and attempt entries are
 also scrubbed of any secret an exception or a server might have echoed.
 
-Pure validation and v2's rules live in ``trigger_nb._http``.
+Pure validation and v2's rules live in ``trigger_nb._io._fetch_retry``.
 """
 
 from __future__ import annotations
@@ -29,29 +29,31 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from .._engine import TaskSpec, TaskStatus
+from .._events._filters import HttpResponse, response_filter_matches, validate_response_filter
 from .._exceptions import ConfigError
-from .._filters import HttpResponse, response_filter_matches, validate_response_filter
-from .._http import (
-    FETCH_TIMEOUT_MS,
-    POLL_INTERVAL_RANGE,
-    POLL_REQUEST_TIMEOUT_MS,
-    POLL_TIMEOUT_RANGE,
-    FetchError,
-    RequestPlan,
-    RetryStrategy,
-    TimeoutPlan,
-    display_retry,
-    normalize_fetch_retry,
-    normalize_timeout,
-    parse_body,
-    prepare_request,
-    select_strategy,
-    task_name,
-)
 from .._redact import scrub
 from .._serde import jsonable_for_display
 from ..retry import calculate_retry_at
 from ._core import _check_cache_key
+from ._fetch_request import (
+    FETCH_TIMEOUT_MS,
+    POLL_INTERVAL_RANGE,
+    POLL_REQUEST_TIMEOUT_MS,
+    POLL_TIMEOUT_RANGE,
+    RequestPlan,
+    TimeoutPlan,
+    normalize_timeout,
+    parse_body,
+    prepare_request,
+    task_name,
+)
+from ._fetch_retry import (
+    FetchError,
+    RetryStrategy,
+    display_retry,
+    normalize_fetch_retry,
+    select_strategy,
+)
 
 if TYPE_CHECKING:
     from .._engine import Execution

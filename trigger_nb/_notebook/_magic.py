@@ -13,11 +13,11 @@ from typing import Any
 
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 
+from .._client import TriggerClient, default_client, set_default_client
+from .._engine import JobDefinition
+from .._exceptions import ConfigError, PayloadError, RunTimeoutError
+from .._keys import canonical_json, new_run_id, slugify_job_id
 from ._args import CELL_FLAGS, parse_json_or_python, parse_line, parse_number
-from ._client import TriggerClient, default_client, set_default_client
-from ._engine import JobDefinition
-from ._exceptions import ConfigError, PayloadError, RunTimeoutError
-from ._keys import canonical_json, new_run_id, slugify_job_id
 
 CELL_USAGE = (
     "%%job JOB_ID [--payload TEXT] [--run RUN_ID | --new] [--name NAME] [--version X.Y.Z] "
@@ -109,7 +109,7 @@ class JobMagics(Magics):
         return run
 
     def _define_triggered(self, client: TriggerClient, job: JobDefinition, opts: dict[str, Any]) -> Any:
-        from ._triggers import cron_trigger, event_trigger, interval_trigger
+        from .._events._triggers import cron_trigger, event_trigger, interval_trigger
 
         if opts.get("on"):
             event_filter = None
@@ -204,7 +204,7 @@ class JobMagics(Magics):
     def _cmd_server(self, rest: str) -> None:
         parsed = parse_line(rest, {"start": "bool"}, usage="%job server [--start]")
         client = default_client()
-        from ._backend import events_token
+        from .._receiver._backend import events_token
 
         if parsed.options.get("start"):
             client.receiver  # noqa: B018 - starts it
@@ -234,7 +234,7 @@ class JobMagics(Magics):
         deliver_after = None
         if opts.get("deliver_after"):
             deliver_after = parse_number(opts["deliver_after"], what="--deliver-after", minimum=0)
-        from ._eventlog import sent_summary
+        from .._events._eventlog import sent_summary
 
         print(sent_summary(default_client().send_event_sync(event, deliver_after=deliver_after)))
 
@@ -242,7 +242,7 @@ class JobMagics(Magics):
         parsed = parse_line(rest, {"name": "word"}, usage="%job events [--name N]")
         if parsed.positional:
             raise ConfigError("Usage: %job events [--name N]")
-        from ._eventlog import events_table
+        from .._events._eventlog import events_table
 
         print(events_table(default_client().event_log.list_events(name=parsed.options.get("name"))))
 
