@@ -132,7 +132,7 @@ class EngineRuns:
                 pass
 
         run_id = f"view-{time.time_ns()}"
-        _LiveView(Run(self.client, run_id), Handle(), False)
+        _LiveView(Run(self.client.run_controls, run_id), Handle(), False)
         started = time.perf_counter()
         self.client.invoke_sync(job_id, {"n": self.n}, run_id=run_id)
         elapsed = time.perf_counter() - started

@@ -57,7 +57,7 @@ from ._fetch_retry import (
 
 if TYPE_CHECKING:
     from .._engine import Execution
-    from .._engine._runner import OperationContext
+    from .._engine._operations import OperationContext
 
 #: Poll attempt entries keep at most this much of a response body (characters of its JSON or
 #: text); the task's output always gets the whole body.
@@ -283,7 +283,7 @@ async def _send(
 def _still_waiting(ctx: OperationContext) -> bool:
     """Is the task still waiting for this operation? (Not canceled, not resolved elsewhere.)"""
     task = ctx.task
-    stored = ctx.runner.repo.load_task(task["run_id"], task["idempotency_key"])
+    stored = ctx.repo.load_task(task["run_id"], task["idempotency_key"])
     return bool(
         stored and stored["status"] == TaskStatus.WAITING and stored.get("operation_pending")
     )
@@ -298,7 +298,7 @@ def _record(
 
 def _set_attempts(ctx: OperationContext, attempts: int) -> None:
     """Show the number of requests on the waiting task (the log's attempts column)."""
-    ctx.runner.repo.update_task(
+    ctx.repo.update_task(
         ctx.task,
         lambda stored: (
             stored["status"] == TaskStatus.WAITING and bool(stored.get("operation_pending"))
@@ -389,7 +389,7 @@ def _existing_attempts(ctx: OperationContext) -> int:
     """How many attempt entries the task already has (the operation restarted)."""
     task = ctx.task
     return sum(
-        1 for t in ctx.runner.repo.load_tasks(task["run_id"]) if t.get("parent_id") == task["id"]
+        1 for t in ctx.repo.load_tasks(task["run_id"]) if t.get("parent_id") == task["id"]
     )
 
 

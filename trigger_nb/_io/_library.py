@@ -359,7 +359,7 @@ class LibraryIO:
         ``get(key, store_key)``, ``set(key, store_key, value)``, ``delete``, ``has``."""
         execution = self._execution
         return TaskKeyValueStores(
-            self, execution.repo.store, job_id=slugify_job_id(self._job.id), run_id=execution.run_id
+            execution, execution.repo.store, job_id=slugify_job_id(self._job.id), run_id=execution.run_id
         )
 
     # -- determinism helpers (SPEC §4.7, §6.10) ---------------------------------------------

@@ -5,7 +5,7 @@ May import: the shared leaves (``_exceptions``) only; everything else sits above
 
 from ._base import Store
 from ._memory import MemoryStore
-from ._repository import LEASE_TTL, Repository
+from ._repository import LEASE_TTL, Repository, holder_dead
 
 
 def open_store(directory: str) -> Store:
@@ -15,4 +15,4 @@ def open_store(directory: str) -> Store:
     return DiskcacheStore(directory)
 
 
-__all__ = ["LEASE_TTL", "MemoryStore", "Repository", "Store", "open_store"]
+__all__ = ["LEASE_TTL", "MemoryStore", "Repository", "Store", "holder_dead", "open_store"]
