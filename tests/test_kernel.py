@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from trigger_nb._notebook_runner import CellResult, KernelSession
+from trigger_nb._notebook._notebook_runner import CellResult, KernelSession
 
 pytestmark = pytest.mark.kernel
 

@@ -544,7 +544,7 @@ def test_line_commands_expand_variables_but_the_cell_header_does_not(
 
 
 def test_server_masks_the_events_token_unless_asked(ip: Any, client: TriggerClient) -> None:
-    from trigger_nb._backend import events_token
+    from trigger_nb._receiver._backend import events_token
 
     token = events_token(client.storage)
     masked = run_cell(ip, "%job server").ok().stdout

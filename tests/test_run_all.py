@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from trigger_nb._notebook_runner import KernelSession, QueuedRun
+from trigger_nb._notebook._notebook_runner import KernelSession, QueuedRun
 
 pytestmark = pytest.mark.kernel
 

@@ -18,7 +18,7 @@ import asyncio
 import concurrent.futures
 import sys
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -125,6 +125,15 @@ class LoopHost:
         except concurrent.futures.TimeoutError:
             future.cancel()
             raise TimeoutError(f"timed out after {timeout} s") from None
+
+    def call_sync(self, fn: Callable[[], T], timeout: float | None = None) -> T:
+        """Call ``fn()`` on the home loop and block until it returned (``TimeoutError`` after
+        ``timeout`` seconds): for sync teardown that must not race the loop's callbacks."""
+
+        async def call() -> T:
+            return fn()
+
+        return self.run_sync(call(), timeout)
 
     async def run_async(self, coro: Coroutine[Any, Any, T]) -> T:
         """Await ``coro`` on the home loop, from whatever loop the caller is on."""

@@ -13,11 +13,11 @@ from typing import Any
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 from IPython.utils.text import DollarFormatter
 
+from .._client import TriggerClient, default_client, set_default_client
+from .._engine import JobDefinition, RunStatus
+from .._exceptions import ConfigError, PayloadError, RunTimeoutError
+from .._keys import canonical_json, new_run_id, slugify_job_id
 from ._args import CELL_FLAGS, parse_json_or_python, parse_line, parse_number
-from ._client import TriggerClient, default_client, set_default_client
-from ._engine import JobDefinition, RunStatus
-from ._exceptions import ConfigError, PayloadError, RunTimeoutError
-from ._keys import canonical_json, new_run_id, slugify_job_id
 
 RUN_FAILED = (RunStatus.FAILURE, RunStatus.TIMED_OUT)
 
@@ -121,7 +121,7 @@ class JobMagics(Magics):
         # --wait also waits for another process that holds the run (SPEC §10).
         busy_timeout = (timeout if timeout is not None else math.inf) if wait else None
         run = client.invoke_sync(job_id, payload, run_id=run_id, busy_timeout=busy_timeout)
-        run._quiet = bool(opts.get("quiet"))
+        run.quiet = bool(opts.get("quiet"))
         if opts.get("out"):
             name = opts["out"]
             if not name.isidentifier():
@@ -142,7 +142,8 @@ class JobMagics(Magics):
         return run
 
     def _define_triggered(self, client: TriggerClient, job: JobDefinition, opts: dict[str, Any]) -> Any:
-        from ._triggers import cron_trigger, event_trigger, interval_trigger
+        from .._events._triggers import cron_trigger, event_trigger, interval_trigger
+        from ._trigger_view import TriggerView
 
         if opts.get("on"):
             event_filter = None
@@ -156,7 +157,7 @@ class JobMagics(Magics):
 
             job.trigger = cron_trigger(cron=parse_cron(opts["cron"]))
         client.add_job(job)
-        return client.trigger_view(job.id)
+        return TriggerView(client, job.id)
 
     def _user_ns(self) -> dict[str, Any]:
         return self.shell.user_ns if self.shell is not None else {}
@@ -219,19 +220,19 @@ class JobMagics(Magics):
     def _cmd_retry(self, rest: str) -> Any:
         client = default_client()
         run = client.get_run(self._one_run_id(rest, "retry"))
-        client._host.run_sync(client.retry(run.id))
+        client.call_sync(client.retry(run.id))
         return run
 
     def _cmd_resume(self, rest: str) -> Any:
         client = default_client()
         run = client.get_run(self._one_run_id(rest, "resume"))
-        client._host.run_sync(client.resume(run.id))
+        client.call_sync(client.resume(run.id))
         return run
 
     def _cmd_cancel(self, rest: str) -> None:
         client = default_client()
         run = client.get_run(self._one_run_id(rest, "cancel"))
-        client._host.run_sync(client.cancel(run.id))
+        client.call_sync(client.cancel(run.id))
         print(f"Run {run.id}: {run.status}")
 
     def _cmd_forget(self, rest: str) -> None:
@@ -253,11 +254,9 @@ class JobMagics(Magics):
     def _cmd_server(self, rest: str) -> None:
         parsed = parse_line(rest, {"start": "bool", "show-token": "bool"}, usage=COMMANDS["server"][0])
         client = default_client()
-        from ._backend import events_token
+        from .._receiver._backend import events_token
 
-        if parsed.options.get("start"):
-            client.receiver  # noqa: B018 - starts it
-        receiver = client._receiver
+        receiver = client.receiver if parsed.options.get("start") or client.receiver_started else None
         if receiver is None or not receiver.running:
             print(
                 "receiver: not started (it starts when a run first needs a callback URL; "
@@ -288,7 +287,7 @@ class JobMagics(Magics):
         deliver_after = None
         if opts.get("deliver_after"):
             deliver_after = parse_number(opts["deliver_after"], what="--deliver-after", minimum=0)
-        from ._eventlog import sent_summary
+        from ._event_views import sent_summary
 
         print(sent_summary(default_client().send_event_sync(event, deliver_after=deliver_after)))
 
@@ -297,7 +296,7 @@ class JobMagics(Magics):
         parsed = parse_line(rest, {"name": "word"}, usage=usage)
         if parsed.positional:
             raise ConfigError(f"Usage: {usage}")
-        from ._eventlog import events_table
+        from ._event_views import events_table
 
         print(events_table(default_client().event_log.list_events(name=parsed.options.get("name"))))
 
