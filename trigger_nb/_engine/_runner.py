@@ -37,6 +37,18 @@ log = logging.getLogger("trigger_nb")
 HISTORY_LIMIT = 20
 
 
+#: Statuses a retry executes again (ERRORED tasks reset).
+_RETRYABLE = frozenset({RunStatus.FAILURE, RunStatus.CANCELED, RunStatus.TIMED_OUT})
+
+
+def _wants_execution(run: dict[str, Any]) -> bool:
+    """Should a wake-up execute this run? A waiting run, or a finished one whose retry was
+    requested by a process that could not execute it (:meth:`Runner.request_retry`)."""
+    return run["status"] == RunStatus.WAITING or (
+        bool(run.get("retry_requested")) and run["status"] in _RETRYABLE
+    )
+
+
 class Runner:
     """Executes runs of the jobs in ``jobs`` against ``repo``, publishing to ``bus``."""
 
@@ -114,7 +126,7 @@ class Runner:
             if run is None:
                 raise ConfigError(f"No run {run_id!r} in the store at {self.repo.store.location}.")
             job = self.jobs.get(run["job_id"])
-            if only_if_waiting and (run["status"] != RunStatus.WAITING or job is None):
+            if only_if_waiting and (not _wants_execution(run) or job is None):
                 return None  # a job not defined here is picked up when its cell is executed
             if job is None:
                 raise ConfigError(
@@ -123,6 +135,7 @@ class Runner:
                 )
             self.repo.take_lease(run)  # saved with the run below
             self.repo.clear_wake(run_id)
+            run.pop("retry_requested", None)  # this execution is the retry
             if run["status"] == RunStatus.EXECUTING:
                 # We hold the lease, so whoever executed it died mid-execution: that execution
                 # ends as interrupted; its RUNNING task (if any) runs again, at least once.
@@ -341,7 +354,13 @@ class Runner:
         """Make the run's pending waits and retry delays due now, then execute it (SPEC §2
         ``%job resume``, the log's "Resume now"/"Retry now"). Callbacks and event waits still
         wait for their POST or event."""
+        self._make_due(run_id)
+        return await self.execute(run_id)
+
+    def _make_due(self, run_id: str) -> int:
+        """Store only: the run's pending waits and retry delays become due now; how many."""
         now = time.time()
+        count = 0
         with self.repo.store.transaction():
             for task in self.repo.load_tasks(run_id):
                 if task["status"] != TaskStatus.WAITING:
@@ -350,7 +369,51 @@ class Runner:
                 if changes:
                     task.update(changes)
                     self.repo.save_task(task)
-        return await self.execute(run_id)
+                    count += 1
+        return count
+
+    # -- requests from processes that do not define the job (the CLI) ----------------------
+    # Executing a run needs its job's function, which only the process that defined the job
+    # has. These leave the run, durably, for that process: a wake-up marker that its watch
+    # takes within 0.5 s (or the next process that defines the job, when it starts watching).
+    def request_resume(self, run_id: str) -> int:
+        """Make a WAITING run's waits and retry delays due now and mark it for wake-up.
+
+        Returns how many waits/delays became due (0: it waits only for callbacks or events,
+        which this cannot complete; nothing is marked then). ``ConfigError`` if the run does
+        not exist or is not WAITING.
+        """
+        with self.repo.store.transaction():
+            run = self._load_for_request(run_id)
+            if run["status"] != RunStatus.WAITING:
+                hint = " (retry executes a failed or canceled run again)" if run["status"] in _RETRYABLE else ""
+                raise ConfigError(f"Run {run_id} is {run['status']}, not WAITING: there is nothing to resume{hint}.")
+            count = self._make_due(run_id)
+            if count:
+                self.repo.mark_wake(run_id, time.time())
+        return count
+
+    def request_retry(self, run_id: str) -> None:
+        """Mark a FAILURE/CANCELED/TIMED_OUT run for retry and for wake-up: the process that
+        defines its job executes it again as :meth:`execute` does (ERRORED tasks run again,
+        attempts continue; completed tasks replay). ``ConfigError`` for any other status."""
+        with self.repo.store.transaction():
+            run = self._load_for_request(run_id)
+            if run["status"] not in _RETRYABLE:
+                hint = {
+                    RunStatus.SUCCESS: "it succeeded; re-executing its cell replays it",
+                    RunStatus.WAITING: "it is waiting; resume makes its waits due now",
+                }.get(run["status"], "it has not finished")
+                raise ConfigError(f"Run {run_id} is {run['status']}: there is nothing to retry ({hint}).")
+            run["retry_requested"] = True
+            self.repo.save_run(run)
+            self.repo.mark_wake(run_id, time.time())
+
+    def _load_for_request(self, run_id: str) -> dict[str, Any]:
+        run = self.repo.load_run(run_id)
+        if run is None:
+            raise ConfigError(f"No run {run_id!r} in the store at {self.repo.store.location}.")
+        return run
 
     def process_wakeups(self) -> int:
         """Resume runs that another process marked for wake-up (a callback stored by
