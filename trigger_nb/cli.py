@@ -164,7 +164,7 @@ def cmd_send_event(args: argparse.Namespace) -> int:
     from ._eventlog import sent_summary
 
     event: dict[str, Any] = {"name": args.name}
-    if hasattr(args, "payload"):  # absent unless given: `--payload null` is a payload too
+    if args.payload is not None:
         event["payload"] = args.payload
     if args.id:
         event["id"] = args.id
@@ -316,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_send_event,
     )
     send.add_argument("name", metavar="NAME", help="the event's name, e.g. order.paid")
-    send.add_argument("--payload", type=_json_payload, default=argparse.SUPPRESS, metavar="JSON", help="the event's payload as JSON (default {})")
+    send.add_argument("--payload", type=_json_payload, metavar="JSON", help="the event's payload as JSON (default {})")
     send.add_argument("--id", metavar="ID", help="the event's id (default: a new unique id); sending an id again does not deliver it twice")
     send.add_argument("--deliver-after", type=_seconds, metavar="SECONDS", help="deliver it this many seconds from now (default: at once)")
     _add_dir(send)
