@@ -208,7 +208,7 @@ def test_forget(runs: dict[str, str], store_dir: str) -> None:
     assert cli("forget", "--dir", store_dir).returncode == 2  # one of RUN_ID, --job, --all
     assert cli("forget", runs["ok"], "--all", "--dir", store_dir).returncode == 2
     one = cli("forget", runs["ok"], "--dir", store_dir)
-    assert one.returncode == 0 and f"Deleted 1 run " in one.stdout and runs["ok"] in one.stdout
+    assert one.returncode == 0 and "Deleted 1 run " in one.stdout and runs["ok"] in one.stdout
     job = cli("forget", "--job", "flaky", "--dir", store_dir)
     assert job.returncode == 0 and runs["failed"] in job.stdout
     none = cli("forget", "--job", "flaky", "--dir", store_dir)
