@@ -27,7 +27,7 @@ from .._exceptions import ConfigError, RunBusyError, TaskError, TaskOutputError
 from .._serde import DEFAULT_OUTPUT_LIMIT, encode_output, error_record
 from .._store import LEASE_TTL, Repository
 from ._control import Canceled, ControlFlow
-from ._execution import CALLBACK_TIMEOUT_MESSAGE, Execution
+from ._execution import CALLBACK_TIMEOUT_MESSAGE, Execution, current_parent
 from ._jobs import JobDefinition, make_context
 from ._states import RUN_FINISHED, RunStatus, TaskStatus, advance_run, advance_task
 
@@ -193,6 +193,10 @@ class Runner:
         ctx = make_context(job, run, execution.number)
         outcome: str
         value: Any = None
+        # The body starts at the top level, whatever context resumed it: a timer armed inside a
+        # task (io.send_event(..., deliver_after=...)) carries that task as current parent, and
+        # an execution it resumes would otherwise nest every task under it, with new keys.
+        top_level = current_parent.set(None)
         try:
             value = await job.fn(run.get("payload"), execution.io, ctx)
             outcome = "success"
@@ -206,6 +210,8 @@ class Runner:
             execution.closing = True
             self._finish(run, execution, "failure", exc)
             raise
+        finally:
+            current_parent.reset(top_level)
         execution.closing = True
         await execution.wait_idle()  # every concurrent branch finished or suspended (SPEC §4.4)
         if execution.canceled:
