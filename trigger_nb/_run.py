@@ -162,17 +162,30 @@ class Run:
         return self
 
     def result(self, timeout: float | None = None) -> Any:
-        """Block until finished and return the output; raise if the run did not succeed."""
+        """Block until finished and return the output; raise if the run did not succeed:
+        :class:`RunFailedError` (FAILURE), :class:`RunTimeoutError` (TIMED_OUT),
+        :class:`RunCanceledError` (CANCELED)."""
         self.wait_sync(timeout)
         run = self.record
-        if run["status"] == RunStatus.SUCCESS:
-            return self.output
         if run["status"] == RunStatus.CANCELED:
             raise RunCanceledError(f"Run {self.id} was canceled.")
+        self.raise_for_status(run)
+        return self.output
+
+    def raise_for_status(self, record: dict[str, Any] | None = None) -> None:
+        """Raise :class:`RunFailedError` if the run FAILED (:class:`RunTimeoutError` if it
+        TIMED_OUT); return for every other status. The message names the failed task and the
+        original exception (SPEC §2: a failed run fails its cell)."""
+        run = record if record is not None else self.record
+        status = run["status"]
+        if status not in (RunStatus.FAILURE, RunStatus.TIMED_OUT):
+            return
         error = run.get("error") or {}
-        raise RunFailedError(
-            f"Run {self.id} failed: {error.get('name')}: {error.get('message')}", error=error
-        )
+        where = f" in task {error['task']!r}" if error.get("task") else ""
+        message = f"Run {self.id} ({run['job_id']}) failed{where}: {error.get('name')}: {error.get('message')}"
+        if status == RunStatus.TIMED_OUT:
+            raise RunTimeoutError(message)
+        raise RunFailedError(message, error=error)
 
     # -- controls -------------------------------------------------------------------------
     async def retry(self) -> Run:
