@@ -3,32 +3,46 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._client import TriggerClient
 
 
-def _client(directory: str | None) -> TriggerClient:
+def _add_store_options(parser: argparse.ArgumentParser, *, dir_help: str = "store directory") -> None:
+    """``--dir`` and ``--store`` (every command that opens a store). Their defaults come from
+    the environment inside TriggerClient, where TRIGGER_NB_STORE wins over TRIGGER_NB_DIR."""
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--dir", help=f"{dir_help} (default TRIGGER_NB_DIR or ./.trigger_nb)")
+    where.add_argument(
+        "--store", metavar="URL", help="a postgresql:// URL: the team store (default TRIGGER_NB_STORE)"
+    )
+
+
+def _client(args: argparse.Namespace, **options: Any) -> TriggerClient:
     from ._client import TriggerClient
 
-    return TriggerClient(dir=directory)
+    return TriggerClient(dir=args.dir, store=args.store, **options)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Execute the quickstart job twice, each time in a fresh kernel, on one new store."""
+    from ._config import mask_url
     from ._demo import CELLS
     from ._notebook_runner import cell_text_outputs, execute_notebook, notebook_from_cells
 
-    store = args.dir or tempfile.mkdtemp(prefix="trigger_nb_demo_")
+    if args.store:
+        store, env = mask_url(args.store), {"TRIGGER_NB_STORE": args.store}
+    else:
+        store = args.dir or tempfile.mkdtemp(prefix="trigger_nb_demo_")
+        env = {"TRIGGER_NB_DIR": store}
     print(f"trigger_nb demo — store: {store}\n")
-    env = {"TRIGGER_NB_DIR": store}
     for number, title in ((1, "first execution: every task runs"), (2, "a new kernel on the same store: every task is replayed")):
-        nb = execute_notebook(notebook_from_cells(CELLS), cwd=store, env=env, timeout=args.timeout)
+        cwd = None if args.store else store
+        nb = execute_notebook(notebook_from_cells(CELLS), cwd=cwd, env=env, timeout=args.timeout)
         print(f"=== Kernel {number} — {title} ===")
         print(cell_text_outputs(nb.cells[-1]).strip())
         print()
@@ -38,7 +52,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_runs(args: argparse.Namespace) -> int:
     from ._display import runs_table
 
-    client = _client(args.dir)
+    client = _client(args)
     try:
         print(runs_table([run.record for run in client.runs(job_id=args.job, status=args.status)]))
     finally:
@@ -47,7 +61,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    client = _client(args.dir)
+    client = _client(args)
     try:
         print(client.get_run(args.run_id).log())
     finally:
@@ -62,15 +76,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import threading
 
     from ._backend import events_token
-    from ._client import TriggerClient
 
-    client = TriggerClient(dir=args.dir, host=args.host, port=args.port, public_url=args.public_url)
+    client = _client(args, host=args.host, port=args.port, public_url=args.public_url)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     try:
         receiver = client.receiver
-        print(f"trigger-nb serve: listening on {receiver.base_url} for the store {client.config.dir}")
+        print(f"trigger-nb serve: listening on {receiver.base_url} for the store {client.config.location}")
         print(f"POST /events needs: Authorization: Bearer {events_token(client.storage)}", flush=True)
         stop.wait()
     finally:
@@ -83,20 +96,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trigger-nb", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="run the quickstart job twice in real kernels and print its log")
-    demo.add_argument("--dir", help="store directory (default: a new temporary directory)")
+    _add_store_options(demo, dir_help="store directory (default: a new temporary directory)")
     demo.add_argument("--timeout", type=float, default=120, help="seconds per notebook (default 120)")
     demo.set_defaults(func=cmd_demo)
     runs = sub.add_parser("runs", help="list stored runs")
-    runs.add_argument("--dir", default=os.environ.get("TRIGGER_NB_DIR"), help="store directory")
+    _add_store_options(runs)
     runs.add_argument("--job")
     runs.add_argument("--status")
     runs.set_defaults(func=cmd_runs)
     show = sub.add_parser("show", help="print a run's task log")
     show.add_argument("run_id")
-    show.add_argument("--dir", default=os.environ.get("TRIGGER_NB_DIR"), help="store directory")
+    _add_store_options(show)
     show.set_defaults(func=cmd_show)
     serve = sub.add_parser("serve", help="run the callback/event receiver on a store, without a kernel")
-    serve.add_argument("--dir", default=os.environ.get("TRIGGER_NB_DIR"), help="store directory")
+    _add_store_options(serve)
     serve.add_argument("--host", default=None, help="bind address (default TRIGGER_NB_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (default TRIGGER_NB_PORT or a free one)")
     serve.add_argument("--public-url", default=None, help="base URL put into callback URLs")
