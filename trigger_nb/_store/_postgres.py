@@ -43,7 +43,7 @@ from typing import Any, TypeVar
 from .._config import mask_url
 from .._exceptions import StoreError
 from ._base import Store
-from ._pg_connect import Pool, conninfo, explain, import_psycopg
+from ._pg_connect import RIGHTS, Pool, conninfo, explain, import_psycopg
 from ._pg_listen import KEEPALIVES, Listener
 
 # One encoder for every record: json.dumps(separators=...) would build a new one per call.
@@ -111,9 +111,10 @@ class PostgresStore(Store):
         self._begin = f"BEGIN; SELECT pg_advisory_xact_lock({_LOCK_SPACE}, {schema_key})"
 
     # -- connections ----------------------------------------------------------------------
-    def _connect(self, **extra: str) -> Any:
+    def _connect(self, **overrides: str) -> Any:
+        psycopg = self._psycopg
         try:
-            return self._psycopg.connect(conninfo(self._conninfo, **extra), autocommit=True)
+            return psycopg.connect(psycopg.conninfo.make_conninfo(self._conninfo, **overrides), autocommit=True)
         except self._psycopg.Error as exc:
             raise explain(self.url, exc) from None
 
@@ -121,15 +122,11 @@ class PostgresStore(Store):
         """Create or upgrade the schema (once per database, under a lock); returns the
         current schema's name (it scopes the lock and the notice channel)."""
         psycopg = self._psycopg
-        conn = self._pool.get()
+        conn: Any = self._pool.get()
         try:
             schema = conn.execute("SELECT current_schema()").fetchone()[0]
             if schema is None:
-                path = conn.execute("SHOW search_path").fetchone()[0]
-                raise StoreError(
-                    f"No schema of the search_path ({path}) of {self.location} exists. Create it "
-                    "(CREATE SCHEMA ...) or fix the options in the URL."
-                )
+                raise self._no_schema(conn)
             try:
                 version = conn.execute(f"SELECT max(version) FROM {MIGRATION_TABLE}").fetchone()[0]
             except psycopg.errors.UndefinedTable:
@@ -149,6 +146,27 @@ class PostgresStore(Store):
             raise
         self._pool.put(conn)
         return str(schema)
+
+    def _no_schema(self, conn: Any) -> StoreError:
+        """Why the connection has no current schema: none of its search_path exists, or the
+        user may not use the one that does."""
+        path = conn.execute("SHOW search_path").fetchone()[0]
+        denied = conn.execute(
+            "SELECT nspname FROM pg_namespace WHERE nspname = ANY(string_to_array(replace("
+            "replace(%s, '\"$user\"', current_user), ' ', ''), ','))"
+            " AND NOT has_schema_privilege(nspname, 'USAGE')",
+            (path,),
+        ).fetchall()
+        if denied:
+            return StoreError(
+                f"The PostgreSQL user of {self.location} lacks the rights trigger_nb needs (no "
+                f"USAGE on schema {denied[0][0]}): {RIGHTS}. Ask the database owner to grant them "
+                "(README: Team store)."
+            )
+        return StoreError(
+            f"No schema of the search_path ({path}) of {self.location} exists. Create it "
+            "(CREATE SCHEMA ...) or fix the options in the URL."
+        )
 
     def _apply_migrations(self, conn: Any, schema: str) -> int:
         lock_key = int.from_bytes(hashlib.sha1(schema.encode()).digest()[:4], "big", signed=True)
