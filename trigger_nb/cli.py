@@ -31,8 +31,8 @@ def _client(args: argparse.Namespace, **options: Any) -> TriggerClient:
 def cmd_demo(args: argparse.Namespace) -> int:
     """Execute the quickstart job twice, each time in a fresh kernel, on one new store."""
     from ._config import mask_url
-    from ._demo import CELLS
-    from ._notebook_runner import cell_text_outputs, execute_notebook, notebook_from_cells
+    from ._notebook._demo import CELLS
+    from ._notebook._notebook_runner import cell_text_outputs, execute_notebook, notebook_from_cells
 
     if args.store:
         store, env = mask_url(args.store), {"TRIGGER_NB_STORE": args.store}
@@ -50,7 +50,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from ._display import runs_table
+    from ._notebook._display import runs_table
 
     client = _client(args)
     try:
@@ -75,7 +75,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from ._backend import events_token
+    from ._receiver._backend import events_token
 
     client = _client(args, host=args.host, port=args.port, public_url=args.public_url)
     stop = threading.Event()

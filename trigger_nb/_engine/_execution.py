@@ -31,12 +31,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._events import EventBus, Notice
 from .._exceptions import CallbackTimeoutError, DuplicateTaskKeyError, TaskError, TaskOutputError
 from .._keys import display_key, idempotency_key, task_id_for
 from .._serde import DEFAULT_OUTPUT_LIMIT, encode_output, error_record, jsonable_for_display
 from .._store import Repository
 from ..retry import calculate_retry_at
+from ._bus import Notice, NoticeBus
 from ._control import Canceled, ControlFlow, ExecutionClosing, Suspend
 from ._states import TaskStatus, advance_task
 
@@ -152,7 +152,7 @@ class Execution:
         tasks: list[dict[str, Any]],
         *,
         repo: Repository,
-        bus: EventBus,
+        bus: NoticeBus,
         number: int,
         reset_errored: bool = False,
         output_limit: int = DEFAULT_OUTPUT_LIMIT,
