@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -48,6 +47,7 @@ import httpx
 
 from ._exceptions import ConfigError, FetchError
 from ._filters import event_filter_matches, validate_event_filter
+from ._numbers import is_real
 from ._redact import RedactedString, conceal, reveal, secrets_in
 from .retry import calculate_retry_at, js_round, normalize_retry_options
 
@@ -413,9 +413,8 @@ def normalize_timeout(
     if "duration_in_ms" in timeout and "durationInMs" in timeout:
         raise ConfigError(f"{what}: duration_in_ms is given twice (snake_case and camelCase).")
     duration = timeout.get("duration_in_ms", timeout.get("durationInMs"))
-    if duration is not None and (
-        isinstance(duration, bool) or not isinstance(duration, (int, float)) or math.isnan(duration)
-    ):
+    # A huge int (10**400) is clamped like +inf (v2 clamps); only NaN and non-numbers are refused.
+    if duration is not None and (not is_real(duration) or duration != duration):
         raise ConfigError(
             f"{what}: duration_in_ms must be a number of milliseconds, not {duration!r}."
         )

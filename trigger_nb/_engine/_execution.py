@@ -34,6 +34,7 @@ from typing import Any
 from .._events import EventBus, Notice
 from .._exceptions import CallbackTimeoutError, DuplicateTaskKeyError, TaskError, TaskOutputError
 from .._keys import display_key, idempotency_key, task_id_for
+from .._numbers import epoch
 from .._serde import DEFAULT_OUTPUT_LIMIT, encode_output, error_record, jsonable_for_display
 from .._store import Repository
 from ..retry import calculate_retry_at
@@ -407,7 +408,9 @@ class Execution:
                     skip_retrying = bool(verdict.get("skip_retrying", verdict.get("skipRetrying")))
                     when = verdict.get("retry_at", verdict.get("retryAt"))
                     if when is not None and not skip_retrying:
-                        retry_at = _to_epoch(when)
+                        # A non-finite or out-of-range date fails the task (ConfigError) instead of
+                        # being stored (SPEC §10).
+                        retry_at = epoch(when, "on_error's retry_at")
                         if isinstance(verdict.get("error"), BaseException):
                             error = verdict["error"]
             except ControlFlow:
@@ -587,13 +590,3 @@ class Execution:
             text = record.get("output_json")
             value = None if text is None else json.loads(text)
         return parse_output(value) if parse_output is not None else value
-
-
-def _to_epoch(when: Any) -> float:
-    if isinstance(when, _dt.datetime):
-        if when.tzinfo is None:
-            when = when.astimezone()
-        return when.timestamp()
-    if isinstance(when, (int, float)):
-        return float(when)
-    raise TypeError(f"retry_at must be a datetime or epoch seconds, got {type(when).__name__}")

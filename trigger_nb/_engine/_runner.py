@@ -23,7 +23,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .._events import EventBus, Notice
-from .._exceptions import ConfigError, RunBusyError, TaskError, TaskOutputError
+from .._exceptions import ConfigError, RunBusyError, StoreError, TaskError, TaskOutputError
+from .._numbers import seconds
 from .._serde import DEFAULT_OUTPUT_LIMIT, encode_output, error_record
 from .._store import LEASE_TTL, Repository
 from ._control import Canceled, ControlFlow
@@ -75,6 +76,8 @@ class Runner:
         another process holds the run, wait up to this long for it (``None``: raise
         :class:`RunBusyError` at once).
         """
+        if busy_timeout is not None:
+            busy_timeout = seconds(busy_timeout, "busy_timeout")
         async with self._lock(run_id):
             return await self._execute_locked(run_id, busy_timeout)
 
@@ -359,7 +362,12 @@ class Runner:
         for run_id in self.repo.pending_wakes():
             if run_id in self._resuming or run_id in self._active:
                 continue  # this process resumes it already (the marker clears when it does)
-            run = self.repo.load_run(run_id)
+            try:
+                run = self.repo.load_run(run_id)
+            except StoreError as exc:  # one undecodable run must not stop the others
+                log.warning("%s", exc)
+                self.repo.clear_wake(run_id)
+                continue
             if run is None:
                 self.repo.clear_wake(run_id)
                 continue
@@ -547,6 +555,8 @@ class Runner:
     # -- waiting for a run --------------------------------------------------------------
     async def wait_finished(self, run_id: str, timeout: float | None = None) -> dict[str, Any]:
         """Return the run record once it is finished (polls the store for other processes)."""
+        if timeout is not None:
+            timeout = seconds(timeout, "timeout")  # NaN would wait forever (SPEC §10)
         deadline = None if timeout is None else time.monotonic() + timeout
         event = self._changed.setdefault(run_id, asyncio.Event())
         while True:

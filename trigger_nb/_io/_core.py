@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from .._engine import Execution, JobDefinition, TaskSpec, is_control_flow
 from .._exceptions import ConfigError
+from .._numbers import epoch
+from .._numbers import seconds as _seconds
 from ..retry import normalize_retry_options
 
 
@@ -24,14 +25,8 @@ def _check_cache_key(key: Any) -> None:
     )
 
 
-def _epoch(when: Any, what: str) -> float | None:
-    if when is None:
-        return None
-    if isinstance(when, _dt.datetime):
-        return (when if when.tzinfo else when.astimezone()).timestamp()
-    if isinstance(when, (int, float)) and not isinstance(when, bool):
-        return float(when)
-    raise ConfigError(f"{what} must be a datetime or epoch seconds, got {type(when).__name__}.")
+def _epoch(when: Any, what: str, *, error: type[Exception] = ConfigError) -> float | None:
+    return None if when is None else epoch(when, what, error=error)
 
 
 def _callback_options(callback: Any) -> dict[str, Any] | None:
@@ -47,9 +42,7 @@ def _callback_options(callback: Any) -> dict[str, Any] | None:
     if not callback.get("enabled", True):
         return None
     timeout = callback.get("timeout_in_seconds", callback.get("timeoutInSeconds", 3600))
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise ConfigError("callback timeout_in_seconds must be a number of seconds.")
-    return {"enabled": True, "timeout_in_seconds": float(timeout)}
+    return {"enabled": True, "timeout_in_seconds": _seconds(timeout, "callback timeout_in_seconds", positive=True)}
 
 
 class CoreIO:
@@ -127,8 +120,7 @@ class CoreIO:
         The deadline is fixed at the first execution (v2 §5.1): replays do not extend it.
         """
         _check_cache_key(key)
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
-            raise ConfigError(f"io.wait({key!r}, seconds): seconds must be a number, got {seconds!r}.")
+        duration = _seconds(seconds, f"io.wait({key!r}, seconds): seconds", allow_negative=True)
         await self._execution.run_task(
             TaskSpec(
                 cache_key=key,
@@ -136,7 +128,7 @@ class CoreIO:
                 icon="clock",
                 params={"seconds": seconds},
                 style={"style": "minimal"},
-                delay_until=time.time() + seconds if seconds > 0 else None,
+                delay_until=time.time() + duration if duration > 0 else None,
                 noop=True,
                 kind="wait",
             )

@@ -26,9 +26,7 @@ import diskcache
 
 from .._exceptions import StoreError
 from ._base import Store
-
-# One encoder for every record: json.dumps(separators=...) would build a new one per call.
-_encode = json.JSONEncoder(separators=(",", ":")).encode
+from ._codec import encode_record
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -130,7 +128,7 @@ class DiskcacheStore(Store):
 
     @_store_errors
     def put(self, key: str, value: Any) -> None:
-        data = _encode(value)
+        data = encode_record(key, value)
         with self._write_lock:
             self._cache.set(key, data)
 

@@ -14,6 +14,7 @@ Backend-agnostic: a second backend only implements :class:`Store`.
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import socket
@@ -21,9 +22,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .._exceptions import RunBusyError
+from .._exceptions import RunBusyError, StoreError
+from .._keys import task_id_for
 from ._base import Store
-from ._codec import loads_record
+from ._codec import loads_exact, loads_record
+
+log = logging.getLogger("trigger_nb")
 
 #: A lease not renewed for this long is free (its holder died or hung).
 LEASE_TTL = 60.0
@@ -61,6 +65,34 @@ def _holder_dead(holder: str) -> bool:
     return not _pid_alive(int(pid_text))
 
 
+class _Undecodable:
+    """Stands for a stored text that is not a record (see :func:`_tolerant`)."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+def _tolerant(decode: Callable[[str], Any]) -> Callable[[str], Any]:
+    """``decode`` that returns an :class:`_Undecodable` instead of raising, so that one bad
+    record does not abort a scan of many."""
+
+    def decode_or_mark(text: str) -> Any:
+        try:
+            return decode(text)
+        except ValueError as exc:  # json and orjson decode errors are ValueErrors
+            return _Undecodable(exc)
+
+    return decode_or_mark
+
+
+def _undecodable(store: Store, run_id: str, key: str, error: BaseException) -> StoreError:
+    return StoreError(
+        f"Run {run_id}: the record {key!r} in the store at {store.location!r} cannot be decoded "
+        f"({error}). Forget the run (`trigger-nb forget {run_id}`, client.forget) to remove it; "
+        "other runs are not affected."
+    )
+
+
 class Repository:
     """Typed access to runs, tasks and leases on top of a :class:`Store`."""
 
@@ -70,20 +102,35 @@ class Repository:
 
     # -- runs ---------------------------------------------------------------------------
     def load_run(self, run_id: str) -> dict[str, Any] | None:
-        return self.store.get(f"run/{run_id}")
+        """The run record, or ``None``; :class:`StoreError` naming the run if it cannot be
+        decoded (SPEC §10: that one run fails, the others and ``forget`` keep working)."""
+        try:
+            return self.store.get(f"run/{run_id}")
+        except ValueError as exc:
+            raise _undecodable(self.store, run_id, f"run/{run_id}", exc) from None
 
     def save_run(self, run: dict[str, Any]) -> None:
         self.store.put(f"run/{run['id']}", run)
 
     def list_runs(self) -> list[dict[str, Any]]:
-        return [record for _, record in self.store.scan("run/")]
+        """Every decodable run record; an undecodable one is left out with a warning that
+        names it (reading it with :meth:`load_run` gives the :class:`StoreError`)."""
+        runs = []
+        for key, record in self.store.scan("run/", decode=_tolerant(loads_exact)):
+            if isinstance(record, _Undecodable):
+                log.warning("%s", _undecodable(self.store, key[4:], key, record.error))
+            else:
+                runs.append(record)
+        return runs
 
     def forget(self, run_id: str) -> int:
         """Delete a run and everything under it; returns how many records went."""
         with self.store.transaction():
             count = 0
-            for task in self.load_tasks(run_id):
-                count += self.store.delete(f"cb/{task['id']}")
+            for key, task in self.store.scan(f"task/{run_id}/", decode=_tolerant(loads_record)):
+                # An undecodable record goes too: its id is derived from its key.
+                task_id = task_id_for(key.rsplit("/", 1)[1]) if isinstance(task, _Undecodable) else task["id"]
+                count += self.store.delete(f"cb/{task_id}")
             # kv/run/...: a later run with the same (derived) id must not see stale values.
             for prefix in (f"task/{run_id}/", f"blob/{run_id}/", f"hist/{run_id}/", f"kv/run/{run_id}/"):
                 count += self.store.delete_prefix(prefix)
@@ -94,7 +141,11 @@ class Repository:
     # -- tasks --------------------------------------------------------------------------
     def load_tasks(self, run_id: str) -> list[dict[str, Any]]:
         """All task records of a run, in first-seen order, in one store read."""
-        tasks = [record for _, record in self.store.scan(f"task/{run_id}/", decode=loads_record)]
+        tasks = []
+        for key, record in self.store.scan(f"task/{run_id}/", decode=_tolerant(loads_record)):
+            if isinstance(record, _Undecodable):
+                raise _undecodable(self.store, run_id, key, record.error)
+            tasks.append(record)
         tasks.sort(key=lambda t: t.get("seq", 0))
         return tasks
 
