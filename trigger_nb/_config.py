@@ -38,6 +38,16 @@ class Config:
         return cls(**values).validated()
 
     def validated(self) -> Config:
+        directory = self.dir
+        if isinstance(directory, os.PathLike):
+            directory = os.fspath(directory)
+        if not isinstance(directory, str) or not directory or "\0" in directory:
+            raise ConfigError(
+                f"The store directory (dir=, TRIGGER_NB_DIR) must be a path: a non-empty string "
+                f"or os.PathLike, got {self.dir!r}."
+            )
+        if not isinstance(self.host, str) or not self.host:
+            raise ConfigError(f"TRIGGER_NB_HOST must be a host name or address, got {self.host!r}.")
         try:
             port = int(self.port)
         except (TypeError, ValueError):
@@ -54,7 +64,7 @@ class Config:
                 raise ConfigError(f"{name} must be a positive number of bytes, got {value!r}.")
         return replace(
             self,
-            dir=os.path.abspath(os.path.expanduser(os.fspath(self.dir))),
+            dir=os.path.abspath(os.path.expanduser(directory)),
             port=port,
             public_url=self.public_url.rstrip("/") if self.public_url else None,
         )
