@@ -174,6 +174,25 @@ def json_tree(
     return walk(value, root)
 
 
+#: The deepest nesting of JSON containers accepted from outside (callback bodies). Python's
+#: json encodes and decodes recursively: a value much deeper than this may be received on a
+#: shallow stack and then fail to be stored, or replayed in a kernel's deeper one.
+MAX_JSON_DEPTH = 500
+
+
+def json_depth_exceeds(value: Any, limit: int) -> bool:
+    """True if JSON data ``value`` nests dicts/lists more than ``limit`` levels (iterative:
+    safe on any depth)."""
+    stack: list[tuple[Any, int]] = [(value, 1)] if isinstance(value, (dict, list)) else []
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
 def jsonable_for_display(value: Any) -> Any:
     """Return ``value`` as JSON data for display (params, properties, log records).
 

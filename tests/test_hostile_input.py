@@ -1,8 +1,11 @@
-"""Numbers that are no time and records that are no JSON (SPEC §10, issue 9 items 1 and 6).
+"""Hostile input: numbers that are no time, records that are no JSON, bodies the engine could
+not keep, strangers at /events (SPEC §9, §10; issue 9 items 1, 6, 7, 9).
 
 - NaN, ±inf, ``10**400`` and out-of-range dates are refused at the call with ``ConfigError`` /
   ``PayloadError`` by every ``io`` method and option taking a time or a number (nothing is
   stored), by ``send_event`` and by ``POST /events`` (``400``).
+- A callback body nested deeper than the engine can store and replay is a ``400``, and the task
+  goes on waiting; a ``POST /events`` with a wrong token costs no store write transaction.
 - A record that cannot be decoded fails that one run with ``StoreError`` naming it; listing,
   showing other runs and forgetting keep working.
 """
@@ -18,6 +21,8 @@ import pytest
 
 from trigger_nb import ConfigError, PayloadError, StoreError, TriggerClient
 from trigger_nb._backend import events_token
+from trigger_nb._serde import MAX_JSON_DEPTH
+from trigger_nb._store._diskcache import DiskcacheStore
 
 INF, NAN, HUGE = math.inf, math.nan, 10**400
 
@@ -236,3 +241,63 @@ def test_a_huge_integer_in_task_params_does_not_break_the_run(client: TriggerCli
     assert run.status == "SUCCESS"
     assert client.get_run(run.id).tasks[0]["params"] == {"n": HUGE}
     assert client.invoke_sync("big", run_id=run.id).output == "ok"
+
+
+# -- what the receiver accepts ------------------------------------------------------------------
+
+
+def nested(depth: int) -> Any:
+    value: Any = "leaf"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def test_a_callback_body_nested_deeper_than_the_engine_keeps_is_a_400(client: TriggerClient) -> None:
+    urls: list[str] = []
+
+    @client.define_job(id="deep")
+    async def deep(payload: Any, io: Any, ctx: Any) -> Any:
+        body = await io.wait_for_request("hook", urls.append)
+        return len(str(body))
+
+    run = client.invoke_sync("deep")
+    assert run.status == "WAITING"
+    for depth in (980, MAX_JSON_DEPTH + 1):
+        text = "[" * depth + "1" + "]" * depth
+        reply = httpx.post(urls[-1], content=text, headers={"Content-Type": "application/json"}, timeout=10)
+        assert reply.status_code == 400, (depth, reply.text)
+        assert "nested too deeply" in reply.json()["error"]
+    assert client.get_run(run.id).status == "WAITING"  # still waiting for a body it can keep
+    reply = httpx.post(urls[-1], json=nested(MAX_JSON_DEPTH - 1), timeout=10)
+    assert reply.status_code == 200
+    done = client.get_run(run.id).wait_sync(timeout=10)
+    assert done.status == "SUCCESS"
+    assert client.invoke_sync("deep", run_id=run.id).output == done.output  # replays
+
+
+class CountingStore(DiskcacheStore):
+    """The real diskcache store, counting the write transactions opened."""
+
+    transactions = 0
+
+    def transaction(self) -> Any:
+        CountingStore.transactions += 1
+        return super().transaction()
+
+
+def test_post_events_with_a_wrong_token_opens_no_store_transaction(store_dir: str) -> None:
+    with TriggerClient(storage=CountingStore(store_dir)) as client:
+        url = client.receiver.base_url + "/events"
+        for token in ("wrong", "x"):  # before any token exists: nothing is created either
+            reply = httpx.post(url, json={"name": "x"}, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+            assert reply.status_code == 401
+        assert CountingStore.transactions == 0
+        good = events_token(client.storage)
+        CountingStore.transactions = 0
+        for _ in range(20):
+            reply = httpx.post(url, json={"name": "x"}, headers={"Authorization": "Bearer nope"}, timeout=10)
+            assert reply.status_code == 401
+        assert CountingStore.transactions == 0
+        reply = httpx.post(url, json={"name": "x"}, headers={"Authorization": f"Bearer {good}"}, timeout=10)
+        assert reply.status_code == 200
