@@ -442,8 +442,9 @@ async def _run_poll(
             seen = HttpResponse(
                 status=reply.status_code,
                 headers=headers,
-                # A non-JSON body is text, which fails any body filter (v2).
+                # A non-JSON body is text, which fails any body filter (v2); a JSON string may match.
                 body=body if is_json else (body or ""),
+                body_is_json=is_json,
             )
             if response_filter_matches(seen, response_filter):
                 return body
