@@ -461,6 +461,12 @@ class RequestPlan:
     def secrets(self) -> tuple[str, ...]:
         return secrets_in([list(self.headers), self.body])
 
+    @property
+    def secret_header_names(self) -> frozenset[str]:
+        """Lower-cased names of the headers built with ``redact_string``: never sent to
+        another origin on a redirect (httpx itself only drops ``Authorization``)."""
+        return frozenset(name.lower() for name, value in self.headers if isinstance(value, RedactedString))
+
     def display(self) -> dict[str, Any]:
         """``request_init`` for the task's params: secrets shown as ``********``."""
         shown: dict[str, Any] = {"method": self.method}
