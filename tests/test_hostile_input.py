@@ -150,7 +150,8 @@ def test_run_wait_and_busy_timeout_refuse_nan(client: TriggerClient) -> None:
         return 1
 
     run = client.invoke_sync("quick")
-    for value in (NAN, -1, INF):
+    assert run.wait_sync(timeout=INF).status == "SUCCESS"  # inf: for ever, as None
+    for value in (NAN, -1, -INF, HUGE):
         with pytest.raises(ConfigError, match="timeout"):
             run.wait_sync(timeout=value)
         with pytest.raises(ConfigError, match="busy_timeout"):

@@ -80,7 +80,7 @@ class TriggerClient:
     def repo(self) -> Repository:
         with self._lock:
             if self._repo is None:
-                self._repo = Repository(self.storage)
+                self._repo = Repository(self.storage, lease_ttl=self.config.lease_ttl)
             return self._repo
 
     @property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -23,6 +24,9 @@ class Config:
     public_url: str | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     output_limit: int = DEFAULT_OUTPUT_LIMIT
+    #: Seconds a run's execution lease lasts unless renewed (SPEC §10): how long a run whose
+    #: process was stopped, or died where its death cannot be seen, waits to be taken over.
+    lease_ttl: float = 60.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Config:
@@ -33,6 +37,7 @@ class Config:
             "host": env.get("TRIGGER_NB_HOST") or "127.0.0.1",
             "port": env.get("TRIGGER_NB_PORT") or 0,
             "public_url": env.get("TRIGGER_NB_PUBLIC_URL") or None,
+            "lease_ttl": env.get("TRIGGER_NB_LEASE_TTL") or 60.0,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values).validated()
@@ -62,8 +67,17 @@ class Config:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"{name} must be a positive number of bytes, got {value!r}.")
+        try:
+            lease_ttl = float(self.lease_ttl)
+        except (TypeError, ValueError):
+            lease_ttl = math.nan
+        if not 1.0 <= lease_ttl <= 86400.0:  # also false for NaN
+            raise ConfigError(
+                f"TRIGGER_NB_LEASE_TTL must be a number of seconds from 1 to 86400, got {self.lease_ttl!r}."
+            )
         return replace(
             self,
+            lease_ttl=lease_ttl,
             dir=os.path.abspath(os.path.expanduser(directory)),
             port=port,
             public_url=self.public_url.rstrip("/") if self.public_url else None,

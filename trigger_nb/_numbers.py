@@ -55,6 +55,15 @@ def seconds(
     return float(value)
 
 
+def wait_limit(value: Any, what: str) -> float | None:
+    """How long to wait for something: ``None`` stays ``None`` (its caller's default),
+    ``math.inf`` means for ever, anything else goes through :func:`seconds` (NaN or a negative
+    would wait for ever or not at all, by accident)."""
+    if value is None or (is_real(value) and value == math.inf):
+        return value
+    return seconds(value, what)
+
+
 def epoch(when: Any, what: str, *, error: type[Exception] = ConfigError) -> float:
     """A ``datetime`` (naive = local time) or epoch seconds as finite epoch seconds of a date
     in years 1 to 9999. Raises ``error`` naming ``what``."""

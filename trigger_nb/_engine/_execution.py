@@ -32,11 +32,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._events import EventBus, Notice
-from .._exceptions import CallbackTimeoutError, DuplicateTaskKeyError, TaskError, TaskOutputError
+from .._exceptions import (
+    CallbackTimeoutError,
+    DuplicateTaskKeyError,
+    RunBusyError,
+    TaskError,
+    TaskOutputError,
+)
 from .._keys import display_key, idempotency_key, task_id_for
 from .._numbers import epoch
 from .._serde import DEFAULT_OUTPUT_LIMIT, encode_output, error_record, jsonable_for_display
-from .._store import Repository
+from .._store import Lease, Repository
 from ..retry import calculate_retry_at
 from ._control import Canceled, ControlFlow, ExecutionClosing, Suspend
 from ._states import TaskStatus, advance_task
@@ -161,8 +167,13 @@ class Execution:
         callback_url: Callable[[str, str], str] | None = None,
         start_operation: Callable[[dict[str, Any], Callable[[Any], Any]], None] | None = None,
         clock: Callable[[], float] = time.time,
+        lease: Lease | None = None,
     ) -> None:
         self.run = run
+        #: The lease this execution holds: every write is fenced by it (SPEC §10). ``lost``
+        #: is set once a write or a renewal found it taken over: nothing more runs or writes.
+        self.lease = lease
+        self.lost: RunBusyError | None = None
         self.run_id: str = run["id"]
         self.repo = repo
         self.bus = bus
@@ -192,6 +203,8 @@ class Execution:
     # -- public to the io layer ---------------------------------------------------------
     async def run_task(self, spec: TaskSpec) -> Any:
         """Run, replay or suspend on one task. See the module docstring."""
+        if self.lost is not None:
+            raise self.lost
         if self.canceled:
             raise Canceled()
         if self.closing:
@@ -317,6 +330,7 @@ class Execution:
     async def _call(self, spec: TaskSpec, record: dict[str, Any]) -> Any:
         if self.canceled:
             raise Canceled()
+        self.ensure_lease()  # a side effect follows: never in a process that lost the run
         if self.bus.active:
             self.bus.emit(Notice("task", self.run_id, task=record))
         handle = TaskHandle(record)
@@ -475,6 +489,7 @@ class Execution:
         if self.bus.active:
             self.bus.emit(Notice("task", self.run_id, task=record))
         if spec.fn is not None:
+            self.ensure_lease()
             handle = TaskHandle(record)
             token = current_parent.set(record["id"])
             try:
@@ -493,8 +508,12 @@ class Execution:
             if handle.output_properties is not None:
                 record["output_properties"] = handle.output_properties
                 # Only while still waiting: the POST may already have completed it.
-                self.repo.update_task(
-                    record, lambda stored: stored["status"] == TaskStatus.WAITING, {"output_properties": handle.output_properties}
+                self._fenced(
+                    self.repo.update_task,
+                    record,
+                    lambda stored: stored["status"] == TaskStatus.WAITING,
+                    {"output_properties": handle.output_properties},
+                    lease=self.lease,
                 )
         self._suspend(record, record.get("callback_timeout_at"), "callback")
 
@@ -519,6 +538,7 @@ class Execution:
     def _begin_operation(self, spec: TaskSpec, record: dict[str, Any]) -> Any:
         """Persist the waiting task, hand its operation to the runner, suspend (v2 §5.4)."""
         self._save(record)
+        self.ensure_lease()
         if self.start_operation is None:
             raise RuntimeError("background operations need a runner")
         assert spec.operation is not None
@@ -569,11 +589,38 @@ class Execution:
     def _save(
         self, record: dict[str, Any], *, blob: bytes | None = None, index_callback: bool = False
     ) -> None:
-        self.repo.save_task(
-            record, blob=blob, index_callback=index_callback, job_id=self.run.get("job_id")
+        self._fenced(
+            self.repo.save_task,
+            record,
+            blob=blob,
+            index_callback=index_callback,
+            job_id=self.run.get("job_id"),
+            lease=self.lease,
         )
         if self.bus.active:
             self.bus.emit(Notice("task", self.run_id, task=record))
+
+    def _fenced(self, write: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """A store write checked against the lease; a refusal stops the whole execution."""
+        try:
+            return write(*args, **kwargs)
+        except RunBusyError as lost:
+            self.lost = lost
+            raise
+
+    def ensure_lease(self) -> None:
+        """Before a side effect (a task's function, a callback hand-out, an operation): raise
+        :class:`RunBusyError` if the lease was lost. Free while the lease is fresh (the keeper
+        renews it every third of its life); past half its life — the process was stopped, the
+        loop starved the keeper — a fenced renewal asks the store."""
+        if self.lost is not None:
+            raise self.lost
+        lease = self.lease
+        if lease is None or time.time() < lease.expires_at - self.repo.lease_ttl / 2:
+            return
+        if not self.repo.renew_lease(lease):
+            self.lost = lease.lost(self.repo.load_run(self.run_id))
+            raise self.lost
 
     def _suspend(self, record: dict[str, Any], due_at: float | None, reason: str) -> None:
         signal = Suspend(record["id"], due_at, reason)

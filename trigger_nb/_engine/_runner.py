@@ -24,11 +24,12 @@ from typing import Any
 
 from .._events import EventBus, Notice
 from .._exceptions import ConfigError, RunBusyError, StoreError, TaskError, TaskOutputError
-from .._numbers import seconds
+from .._numbers import wait_limit
 from .._serde import DEFAULT_OUTPUT_LIMIT, encode_output, error_record
-from .._store import LEASE_TTL, Repository
+from .._store import Lease, Repository
 from ._control import Canceled, ControlFlow
 from ._execution import CALLBACK_TIMEOUT_MESSAGE, Execution
+from ._heartbeat import LeaseKeeper
 from ._jobs import JobDefinition, make_context
 from ._states import RUN_FINISHED, RunStatus, TaskStatus, advance_run, advance_task
 
@@ -66,6 +67,9 @@ class Runner:
         self._background: set[asyncio.Task[Any]] = set()
         self._operations: dict[str, asyncio.Task[Any]] = {}
         self._resuming: set[str] = set()  # runs with a resume scheduled but not yet executing
+        self._leases = LeaseKeeper(repo)
+        #: Orphan candidates: run id -> when to look at it again (its lease expiry).
+        self._orphan_next: dict[str, float] = {}
 
     # -- executing ------------------------------------------------------------------------
     async def execute(self, run_id: str, *, busy_timeout: float | None = None) -> dict[str, Any]:
@@ -76,8 +80,7 @@ class Runner:
         another process holds the run, wait up to this long for it (``None``: raise
         :class:`RunBusyError` at once).
         """
-        if busy_timeout is not None:
-            busy_timeout = seconds(busy_timeout, "busy_timeout")
+        busy_timeout = wait_limit(busy_timeout, "busy_timeout")
         async with self._lock(run_id):
             return await self._execute_locked(run_id, busy_timeout)
 
@@ -85,13 +88,20 @@ class Runner:
         return self._locks.setdefault(run_id, asyncio.Lock())
 
     async def _execute_locked(
-        self, run_id: str, busy_timeout: float | None, *, only_if_waiting: bool = False
+        self,
+        run_id: str,
+        busy_timeout: float | None,
+        *,
+        only_if_waiting: bool = False,
+        only_if_orphaned: bool = False,
     ) -> dict[str, Any]:
         self._cancel_timer(run_id)
         deadline = None if busy_timeout is None else time.monotonic() + busy_timeout
         while True:
             try:
-                begun = self._begin(run_id, only_if_waiting=only_if_waiting)
+                begun = self._begin(
+                    run_id, only_if_waiting=only_if_waiting, only_if_orphaned=only_if_orphaned
+                )
                 break
             except RunBusyError:
                 if deadline is None or time.monotonic() >= deadline:
@@ -101,16 +111,16 @@ class Runner:
             run = self.repo.load_run(run_id)
             assert run is not None
             return run
-        run, job, reset_errored = begun
+        run, job, reset_errored, lease = begun
         try:
-            return await self._execute_leased(run, job, reset_errored)
+            return await self._execute_leased(run, job, reset_errored, lease)
         except BaseException:
-            self.repo.release_lease(run_id)  # _finish releases it on every normal path
+            self.repo.release_lease(lease)  # _finish releases it on every normal path
             raise
 
     def _begin(
-        self, run_id: str, *, only_if_waiting: bool
-    ) -> tuple[dict[str, Any], JobDefinition, bool] | None:
+        self, run_id: str, *, only_if_waiting: bool, only_if_orphaned: bool = False
+    ) -> tuple[dict[str, Any], JobDefinition, bool, Lease] | None:
         """One transaction: take the lease, load the run, mark it EXECUTING (SPEC §10)."""
         with self.repo.store.transaction():
             run = self.repo.load_run(run_id)
@@ -119,13 +129,16 @@ class Runner:
             job = self.jobs.get(run["job_id"])
             if only_if_waiting and (run["status"] != RunStatus.WAITING or job is None):
                 return None  # a job not defined here is picked up when its cell is executed
+            if only_if_orphaned and (run["status"] != RunStatus.EXECUTING or job is None):
+                return None  # it finished (or was resumed) meanwhile
             if job is None:
                 raise ConfigError(
                     f"Run {run_id} belongs to job {run['job_id']!r}, which is not defined in this "
                     "process: execute the job's cell (or define_job) first."
                 )
-            self.repo.take_lease(run)  # saved with the run below
+            lease = self.repo.take_lease(run)  # saved with the run below
             self.repo.clear_wake(run_id)
+            self.repo.mark_executing(run_id)
             if run["status"] == RunStatus.EXECUTING:
                 # We hold the lease, so whoever executed it died mid-execution: that execution
                 # ends as interrupted; its RUNNING task (if any) runs again, at least once.
@@ -148,10 +161,10 @@ class Runner:
                 run["error"] = None
             self.repo.save_run(run)
         self._notify_run(run)
-        return run, job, reset_errored
+        return run, job, reset_errored, lease
 
     async def _execute_leased(
-        self, run: dict[str, Any], job: JobDefinition, reset_errored: bool
+        self, run: dict[str, Any], job: JobDefinition, reset_errored: bool, lease: Lease
     ) -> dict[str, Any]:
         run_id = run["id"]
         execution = Execution(
@@ -165,15 +178,20 @@ class Runner:
             default_serializer=job.serializer,
             callback_url=self.callback_url,
             start_operation=self.start_operation,
+            lease=lease,
         )
         execution.io = self.make_io(execution, job)
         self.bus.emit(Notice("execution", run_id, data={"event": "start", "n": execution.number}))
         self._active[run_id] = execution
-        renewer = asyncio.get_running_loop().create_task(self._renew_lease(run_id))
+
+        def lost(error: RunBusyError) -> None:  # from the keeper's thread
+            execution.lost = error
+
+        self._leases.hold(lease, lost)
         try:
             outcome, value = await self._drive(execution, job, run)
         finally:
-            renewer.cancel()
+            self._leases.drop(lease)
             self._active.pop(run_id, None)
         return self._finish(run, execution, outcome, value)
 
@@ -207,10 +225,15 @@ class Runner:
     def _finish(
         self, run: dict[str, Any], execution: Execution, outcome: str, value: Any
     ) -> dict[str, Any]:
-        """One transaction: store the outcome, the execution's journal, release the lease."""
+        """One transaction: store the outcome, the execution's journal, release the lease —
+        if the lease is still ours (else :class:`RunBusyError`, nothing written)."""
         now = time.time()
         with self.repo.store.transaction():
-            stored = self.repo.load_run(run["id"])
+            stored: dict[str, Any] | None
+            if execution.lease is not None:
+                stored = self.repo.check_lease(execution.lease)
+            else:
+                stored = self.repo.load_run(run["id"])
             if stored is not None and stored.get("cancel_requested"):
                 outcome = "canceled"  # another process (or handle) asked while we executed
             if outcome == "success":
@@ -255,6 +278,8 @@ class Runner:
             }
             run["history"] = [*run.get("history", [])[-(HISTORY_LIMIT - 1) :], summary]
             run["lease"] = None  # released with the same write
+            if run["status"] != RunStatus.EXECUTING:
+                self.repo.clear_executing(run["id"])
             self.repo.save_run(run)
             self.repo.save_journal(run["id"], execution.number, journal, keep=HISTORY_LIMIT)
         self._notify_run(run)
@@ -269,11 +294,6 @@ class Runner:
                 advance_task(record, TaskStatus.CANCELED)
                 record.pop("callback_pending", None)
                 self.repo.save_task(record)
-
-    async def _renew_lease(self, run_id: str) -> None:
-        while True:
-            await asyncio.sleep(LEASE_TTL / 3)
-            self.repo.renew_lease(run_id)
 
     def _save_run(self, run: dict[str, Any]) -> None:
         self.repo.save_run(run)
@@ -379,11 +399,54 @@ class Runner:
             taken += 1
         return taken
 
+    def resume_orphans(self) -> int:
+        """Resume runs left EXECUTING by a process that died (SPEC §10), whatever started
+        them, once their lease is free: at once for a holder on this host seen dead, else at
+        the lease's expiry. Returns how many were taken."""
+        now = time.time()
+        taken = 0
+        for run_id in self.repo.executing_runs():
+            if run_id in self._active or run_id in self._resuming:
+                continue
+            if self._orphan_next.get(run_id, 0.0) > now:
+                continue
+            try:
+                run = self.repo.load_run(run_id)
+            except StoreError as exc:
+                log.warning("%s", exc)
+                self._orphan_next[run_id] = now + self.repo.lease_ttl
+                continue
+            if run is None or run["status"] != RunStatus.EXECUTING or run["job_id"] not in self.jobs:
+                self._orphan_next[run_id] = now + self.repo.lease_ttl  # finished, or not ours
+                continue
+            if not self.repo.lease_is_free(run, now):
+                self._orphan_next[run_id] = run["lease"]["expires_at"]
+                continue
+            # Not again before a lease's time: an execution that keeps crashing must not spin.
+            self._orphan_next[run_id] = now + self.repo.lease_ttl
+            self._resuming.add(run_id)
+            self.spawn(self._resume_orphan(run_id))
+            taken += 1
+        return taken
+
+    async def _resume_orphan(self, run_id: str) -> None:
+        try:
+            async with self._lock(run_id):
+                self._resuming.discard(run_id)
+                await self._execute_locked(run_id, None, only_if_orphaned=True)
+        except RunBusyError:
+            pass  # another process took it first
+        except Exception:
+            log.exception("trigger_nb: resuming the interrupted run %s failed", run_id)
+        finally:
+            self._resuming.discard(run_id)
+
     async def watch(self, interval: float = 0.5) -> None:
-        """Every ``interval`` seconds: take wake-up markers and due runs (runs forever)."""
+        """Every ``interval`` seconds: take wake-up markers, due runs and orphans (forever)."""
         while True:
             try:
                 self.process_wakeups()
+                self.resume_orphans()
             except Exception:
                 log.exception("trigger_nb: watching the store failed")
             await asyncio.sleep(interval)
@@ -402,7 +465,7 @@ class Runner:
             return run
         async with self._lock(run_id):
             try:
-                self.repo.acquire_lease(run_id)
+                lease = self.repo.acquire_lease(run_id)
             except RunBusyError:  # a live process executes it: it cancels at the end of it
                 with self.repo.store.transaction():
                     run = self.repo.load_run(run_id)
@@ -410,16 +473,20 @@ class Runner:
                         run["cancel_requested"] = True
                         self.repo.save_run(run)
                 return run
+            if lease is None:
+                return None
             try:
-                return self._cancel_leased(run_id)
+                return self._cancel_leased(lease)
             finally:
-                self.repo.release_lease(run_id)
+                self.repo.release_lease(lease)
 
-    def _cancel_leased(self, run_id: str) -> dict[str, Any] | None:
+    def _cancel_leased(self, lease: Lease) -> dict[str, Any] | None:
+        run_id = lease.run_id
         with self.repo.store.transaction():
-            run = self.repo.load_run(run_id)
-            if run is None or run["status"] in RUN_FINISHED:
+            run = self.repo.check_lease(lease)
+            if run["status"] in RUN_FINISHED:
                 return run
+            self.repo.clear_executing(run_id)
             # EXECUTING here means its executor died (we hold the lease): cancel it too.
             advance_run(run, RunStatus.CANCELED)
             run["completed_at"] = run["updated_at"] = time.time()
@@ -555,8 +622,7 @@ class Runner:
     # -- waiting for a run --------------------------------------------------------------
     async def wait_finished(self, run_id: str, timeout: float | None = None) -> dict[str, Any]:
         """Return the run record once it is finished (polls the store for other processes)."""
-        if timeout is not None:
-            timeout = seconds(timeout, "timeout")  # NaN would wait forever (SPEC §10)
+        timeout = wait_limit(timeout, "timeout")  # NaN would wait for ever (SPEC §10)
         deadline = None if timeout is None else time.monotonic() + timeout
         event = self._changed.setdefault(run_id, asyncio.Event())
         while True:
@@ -579,6 +645,7 @@ class Runner:
 
     def close(self) -> None:
         """Cancel timers and background tasks (call on the home loop, or after it stopped)."""
+        self._leases.stop()
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()

@@ -2,7 +2,7 @@
 
 from ._base import Store
 from ._memory import MemoryStore
-from ._repository import LEASE_TTL, Repository
+from ._repository import LEASE_TTL, Lease, Repository
 
 
 def open_store(directory: str) -> Store:
@@ -12,4 +12,4 @@ def open_store(directory: str) -> Store:
     return DiskcacheStore(directory)
 
 
-__all__ = ["LEASE_TTL", "MemoryStore", "Repository", "Store", "open_store"]
+__all__ = ["LEASE_TTL", "Lease", "MemoryStore", "Repository", "Store", "open_store"]
