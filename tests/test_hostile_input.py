@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from trigger_nb import ConfigError, PayloadError, StoreError, TriggerClient
-from trigger_nb._backend import events_token
+from trigger_nb._receiver._backend import events_token
 from trigger_nb._serde import MAX_JSON_DEPTH
 from trigger_nb._store._diskcache import DiskcacheStore
 

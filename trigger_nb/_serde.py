@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ._exceptions import ConfigError, StoreError, TaskOutputError
+from ._numbers import epoch
 
 DEFAULT_OUTPUT_LIMIT = 64 * 1024 * 1024
 """Default maximum size of one encoded task output, in bytes (SPEC §4.5: 64 MiB)."""
@@ -391,7 +392,24 @@ def error_record(exc: BaseException, *, user_frames_only: bool = True) -> dict[s
     return {"name": type(exc).__name__, "message": str(exc), "stack": "".join(te.format())}
 
 
+# -- times ---------------------------------------------------------------------------------
+
+
+def iso(ts: float | None) -> str | None:
+    """Epoch seconds → ISO 8601 UTC (what records show users)."""
+    return None if ts is None else _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).isoformat()
+
+
+def epoch_seconds(when: Any, what: str, *, error: type[Exception] = ConfigError) -> float | None:
+    """A ``datetime`` (naive = local time) or epoch seconds → epoch seconds; ``None`` stays
+    ``None``. Raises ``error`` naming ``what`` for anything else, and for NaN, infinities and
+    dates outside years 1–9999 (SPEC §10: they never reach the store)."""
+    return None if when is None else epoch(when, what, error=error)
+
+
 __all__ = [
+    "epoch_seconds",
+    "iso",
     "DEFAULT_OUTPUT_LIMIT",
     "EncodedOutput",
     "decode_output",

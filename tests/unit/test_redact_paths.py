@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from trigger_nb._display import redact_paths
+from trigger_nb._notebook._display import redact_paths
 
 
 def test_redact_paths_name_array_items_by_canonical_index_only() -> None:

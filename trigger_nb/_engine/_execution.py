@@ -21,17 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import datetime as _dt
 import inspect
 import json
 import pickle
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-from .._events import EventBus, Notice
 from .._exceptions import (
     CallbackTimeoutError,
     DuplicateTaskKeyError,
@@ -44,7 +41,9 @@ from .._numbers import epoch
 from .._serde import DEFAULT_OUTPUT_LIMIT, encode_output, error_record, jsonable_for_display
 from .._store import Lease, Repository
 from ..retry import calculate_retry_at
+from ._bus import Notice, NoticeBus
 from ._control import Canceled, ControlFlow, ExecutionClosing, Suspend
+from ._spec import TaskHandle, TaskSpec
 from ._states import TaskStatus, advance_task
 
 #: The id of the task whose callback is running: parent of any task started inside it (v2 §2.9).
@@ -56,71 +55,6 @@ CALLBACK_TIMEOUT_MESSAGE = "Remote callback timeout - no requests received"  # v
 
 #: Seconds after which a still-running task is written to the store as RUNNING.
 RUNNING_WRITE_DELAY = 0.05
-
-
-@dataclass
-class TaskSpec:
-    """What an ``io`` method asks the engine to do: one task, fully described."""
-
-    cache_key: Any
-    fn: Callable[..., Any] | None = None
-    name: str = "Task"
-    icon: str | None = None
-    description: str | None = None
-    display_key: str | None = None
-    properties: list[dict[str, Any]] | None = None
-    params: Any = None
-    style: dict[str, Any] | None = None
-    redact: dict[str, Any] | None = None
-    retry: dict[str, Any] | None = None
-    delay_until: float | None = None
-    callback: dict[str, Any] | None = None
-    parse_output: Callable[[Any], Any] | None = None
-    serializer: str | None = None
-    on_error: Callable[..., Any] | None = None
-    noop: bool = False
-    kind: str = "task"
-    #: For callback tasks: replaces the function call with ``fn(url)`` (wait_for_request).
-    pass_url_only: bool = False
-    #: A background operation (fetch, poll): ``async operation(ctx) -> output`` runs on the
-    #: home loop while the task WAITS; its result completes the task like a callback POST.
-    operation: Callable[[Any], Any] | None = None
-    #: An external wait: ``{"timeout_in_seconds": float, "register": fn(record)}``. The task
-    #: WAITS (``external_pending``) until someone calls ``Runner.resolve_task(...,
-    #: pending_flag="external_pending")``; ``register`` is called on every execution that
-    #: reaches the waiting task (idempotent: it may resolve at once, e.g. an event lookback).
-    external: dict[str, Any] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-class TaskHandle:
-    """The ``task`` object handed to callbacks (SPEC §4.6; v2 ``ServerTask``).
-
-    ``output_properties`` is writable: set it to a list of ``{"label", "text"}`` to show them
-    in the log next to the output.
-    """
-
-    def __init__(self, record: dict[str, Any]) -> None:
-        self._record = record
-        self.output_properties: list[dict[str, Any]] | None = record.get("output_properties")
-
-    id = property(lambda self: self._record["id"])
-    idempotency_key = property(lambda self: self._record["idempotency_key"])
-    attempts = property(lambda self: self._record["attempts"])
-    callback_url = property(lambda self: self._record.get("callback_url"))
-    name = property(lambda self: self._record["name"])
-    status = property(lambda self: self._record["status"])
-    params = property(lambda self: self._record.get("params"))
-    parent_id = property(lambda self: self._record.get("parent_id"))
-    cache_key = property(lambda self: self._record.get("cache_key"))
-
-    @property
-    def started_at(self) -> _dt.datetime | None:
-        ts = self._record.get("started_at")
-        return None if ts is None else _dt.datetime.fromtimestamp(ts, _dt.timezone.utc)
-
-    def __repr__(self) -> str:
-        return f"<task {self.name!r} key={self._record['display_key']!r} attempt={self.attempts}>"
 
 
 _ARITY_CACHE: dict[Any, tuple[int, bool]] = {}
@@ -159,7 +93,7 @@ class Execution:
         tasks: list[dict[str, Any]],
         *,
         repo: Repository,
-        bus: EventBus,
+        bus: NoticeBus,
         number: int,
         reset_errored: bool = False,
         output_limit: int = DEFAULT_OUTPUT_LIMIT,

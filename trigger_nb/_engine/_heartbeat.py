@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from typing import Any
 
-from .._exceptions import RunBusyError
 from .._store import Lease, Repository
 
 log = logging.getLogger("trigger_nb")
@@ -25,16 +24,17 @@ class LeaseKeeper:
 
     def __init__(self, repo: Repository) -> None:
         self.repo = repo
-        self._held: dict[int, tuple[Lease, Callable[[RunBusyError], None]]] = {}
+        self._held: dict[int, tuple[Lease, Any]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def hold(self, lease: Lease, on_lost: Callable[[RunBusyError], None]) -> None:
-        """Keep ``lease`` renewed until :meth:`drop`; ``on_lost(error)`` is called (from the
-        keeper's thread) if a renewal finds it taken over."""
+    def hold(self, lease: Lease, execution: Any) -> None:
+        """Keep ``lease`` renewed until :meth:`drop`; if a renewal finds it taken over, the
+        ``RunBusyError`` is put in ``execution.lost`` (from the keeper's thread) and the
+        execution stops at its next task or write."""
         with self._lock:
-            self._held[id(lease)] = (lease, on_lost)
+            self._held[id(lease)] = (lease, execution)
             if self._thread is None and not self._stop.is_set():
                 self._thread = threading.Thread(
                     target=self._run, name="trigger_nb-leases", daemon=True
@@ -56,10 +56,10 @@ class LeaseKeeper:
         while not self._stop.wait(self.repo.lease_ttl / 3):
             with self._lock:
                 held = list(self._held.values())
-            for lease, on_lost in held:
+            for lease, execution in held:
                 try:
                     if not self.repo.renew_lease(lease):
                         self.drop(lease)
-                        on_lost(lease.lost(self.repo.load_run(lease.run_id)))
+                        execution.lost = lease.lost(self.repo.load_run(lease.run_id))
                 except Exception:  # a store hiccup: try again at the next beat
                     log.exception("trigger_nb: renewing the lease of run %s failed", lease.run_id)

@@ -22,15 +22,17 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .._events import EventBus, Notice
 from .._exceptions import ConfigError, RunBusyError, StoreError, TaskError, TaskOutputError
 from .._numbers import wait_limit
 from .._serde import DEFAULT_OUTPUT_LIMIT, encode_output, error_record
 from .._store import Lease, Repository
+from ._bus import Notice, NoticeBus
 from ._control import Canceled, ControlFlow
 from ._execution import CALLBACK_TIMEOUT_MESSAGE, Execution
 from ._heartbeat import LeaseKeeper
 from ._jobs import JobDefinition, make_context
+from ._operations import OperationContext
+from ._orphans import OrphanFinder
 from ._states import RUN_FINISHED, RunStatus, TaskStatus, advance_run, advance_task
 
 log = logging.getLogger("trigger_nb")
@@ -45,7 +47,7 @@ class Runner:
     def __init__(
         self,
         repo: Repository,
-        bus: EventBus,
+        bus: NoticeBus,
         jobs: Mapping[str, JobDefinition],
         *,
         make_io: Callable[[Execution, JobDefinition], Any],
@@ -68,8 +70,8 @@ class Runner:
         self._operations: dict[str, asyncio.Task[Any]] = {}
         self._resuming: set[str] = set()  # runs with a resume scheduled but not yet executing
         self._leases = LeaseKeeper(repo)
-        #: Orphan candidates: run id -> when to look at it again (its lease expiry).
-        self._orphan_next: dict[str, float] = {}
+        busy = lambda run_id: run_id in self._active or run_id in self._resuming  # noqa: E731
+        self._orphans = OrphanFinder(repo, jobs, busy=busy, resume=self._resume_orphan)
 
     # -- executing ------------------------------------------------------------------------
     async def execute(self, run_id: str, *, busy_timeout: float | None = None) -> dict[str, Any]:
@@ -88,20 +90,13 @@ class Runner:
         return self._locks.setdefault(run_id, asyncio.Lock())
 
     async def _execute_locked(
-        self,
-        run_id: str,
-        busy_timeout: float | None,
-        *,
-        only_if_waiting: bool = False,
-        only_if_orphaned: bool = False,
+        self, run_id: str, busy_timeout: float | None, *, only_if: str | None = None
     ) -> dict[str, Any]:
         self._cancel_timer(run_id)
         deadline = None if busy_timeout is None else time.monotonic() + busy_timeout
         while True:
             try:
-                begun = self._begin(
-                    run_id, only_if_waiting=only_if_waiting, only_if_orphaned=only_if_orphaned
-                )
+                begun = self._begin(run_id, only_if=only_if)
                 break
             except RunBusyError:
                 if deadline is None or time.monotonic() >= deadline:
@@ -119,7 +114,7 @@ class Runner:
             raise
 
     def _begin(
-        self, run_id: str, *, only_if_waiting: bool, only_if_orphaned: bool = False
+        self, run_id: str, *, only_if: str | None
     ) -> tuple[dict[str, Any], JobDefinition, bool, Lease] | None:
         """One transaction: take the lease, load the run, mark it EXECUTING (SPEC §10)."""
         with self.repo.store.transaction():
@@ -127,10 +122,8 @@ class Runner:
             if run is None:
                 raise ConfigError(f"No run {run_id!r} in the store at {self.repo.store.location}.")
             job = self.jobs.get(run["job_id"])
-            if only_if_waiting and (run["status"] != RunStatus.WAITING or job is None):
+            if only_if is not None and (run["status"] != only_if or job is None):
                 return None  # a job not defined here is picked up when its cell is executed
-            if only_if_orphaned and (run["status"] != RunStatus.EXECUTING or job is None):
-                return None  # it finished (or was resumed) meanwhile
             if job is None:
                 raise ConfigError(
                     f"Run {run_id} belongs to job {run['job_id']!r}, which is not defined in this "
@@ -184,10 +177,7 @@ class Runner:
         self.bus.emit(Notice("execution", run_id, data={"event": "start", "n": execution.number}))
         self._active[run_id] = execution
 
-        def lost(error: RunBusyError) -> None:  # from the keeper's thread
-            execution.lost = error
-
-        self._leases.hold(lease, lost)
+        self._leases.hold(lease, execution)
         try:
             outcome, value = await self._drive(execution, job, run)
         finally:
@@ -229,11 +219,8 @@ class Runner:
         if the lease is still ours (else :class:`RunBusyError`, nothing written)."""
         now = time.time()
         with self.repo.store.transaction():
-            stored: dict[str, Any] | None
-            if execution.lease is not None:
-                stored = self.repo.check_lease(execution.lease)
-            else:
-                stored = self.repo.load_run(run["id"])
+            lease = execution.lease
+            stored = self.repo.check_lease(lease) if lease else self.repo.load_run(run["id"])
             if stored is not None and stored.get("cancel_requested"):
                 outcome = "canceled"  # another process (or handle) asked while we executed
             if outcome == "success":
@@ -329,8 +316,8 @@ class Runner:
         task.add_done_callback(self._background.discard)
         return task
 
-    async def resume(self, run_id: str) -> dict[str, Any] | None:
-        """Execute a WAITING run now (a due timer, a callback, ``%job resume``).
+    async def resume(self, run_id: str, *, only_if: str = RunStatus.WAITING) -> dict[str, Any] | None:
+        """Execute a WAITING run now (a timer, a callback, ``%job resume``), or an orphan.
 
         Takes the run's lock *before* looking at its status: a callback that lands while an
         execution is still under way must resume the run once that execution has suspended.
@@ -339,7 +326,7 @@ class Runner:
         try:
             async with self._lock(run_id):
                 self._resuming.discard(run_id)
-                return await self._execute_locked(run_id, None, only_if_waiting=True)
+                return await self._execute_locked(run_id, None, only_if=only_if)
         except RunBusyError:
             self.schedule(run_id, time.time() + 1.0)  # the other process will finish or die
         except Exception:
@@ -386,8 +373,7 @@ class Runner:
                 run = self.repo.load_run(run_id)
             except StoreError as exc:  # one undecodable run must not stop the others
                 log.warning("%s", exc)
-                self.repo.clear_wake(run_id)
-                continue
+                run = None
             if run is None:
                 self.repo.clear_wake(run_id)
                 continue
@@ -399,54 +385,16 @@ class Runner:
             taken += 1
         return taken
 
-    def resume_orphans(self) -> int:
-        """Resume runs left EXECUTING by a process that died (SPEC §10), whatever started
-        them, once their lease is free: at once for a holder on this host seen dead, else at
-        the lease's expiry. Returns how many were taken."""
-        now = time.time()
-        taken = 0
-        for run_id in self.repo.executing_runs():
-            if run_id in self._active or run_id in self._resuming:
-                continue
-            if self._orphan_next.get(run_id, 0.0) > now:
-                continue
-            try:
-                run = self.repo.load_run(run_id)
-            except StoreError as exc:
-                log.warning("%s", exc)
-                self._orphan_next[run_id] = now + self.repo.lease_ttl
-                continue
-            if run is None or run["status"] != RunStatus.EXECUTING or run["job_id"] not in self.jobs:
-                self._orphan_next[run_id] = now + self.repo.lease_ttl  # finished, or not ours
-                continue
-            if not self.repo.lease_is_free(run, now):
-                self._orphan_next[run_id] = run["lease"]["expires_at"]
-                continue
-            # Not again before a lease's time: an execution that keeps crashing must not spin.
-            self._orphan_next[run_id] = now + self.repo.lease_ttl
-            self._resuming.add(run_id)
-            self.spawn(self._resume_orphan(run_id))
-            taken += 1
-        return taken
-
-    async def _resume_orphan(self, run_id: str) -> None:
-        try:
-            async with self._lock(run_id):
-                self._resuming.discard(run_id)
-                await self._execute_locked(run_id, None, only_if_orphaned=True)
-        except RunBusyError:
-            pass  # another process took it first
-        except Exception:
-            log.exception("trigger_nb: resuming the interrupted run %s failed", run_id)
-        finally:
-            self._resuming.discard(run_id)
+    def _resume_orphan(self, run_id: str) -> None:
+        self._resuming.add(run_id)
+        self.spawn(self.resume(run_id, only_if=RunStatus.EXECUTING))
 
     async def watch(self, interval: float = 0.5) -> None:
         """Every ``interval`` seconds: take wake-up markers, due runs and orphans (forever)."""
         while True:
             try:
                 self.process_wakeups()
-                self.resume_orphans()
+                self._orphans.scan()
             except Exception:
                 log.exception("trigger_nb: watching the store failed")
             await asyncio.sleep(interval)
@@ -481,12 +429,11 @@ class Runner:
                 self.repo.release_lease(lease)
 
     def _cancel_leased(self, lease: Lease) -> dict[str, Any] | None:
-        run_id = lease.run_id
         with self.repo.store.transaction():
             run = self.repo.check_lease(lease)
             if run["status"] in RUN_FINISHED:
                 return run
-            self.repo.clear_executing(run_id)
+            self.repo.clear_executing(run_id := lease.run_id)
             # EXECUTING here means its executor died (we hold the lease): cancel it too.
             advance_run(run, RunStatus.CANCELED)
             run["completed_at"] = run["updated_at"] = time.time()
@@ -592,7 +539,7 @@ class Runner:
         task_id = record["id"]
         if task_id in self._operations:
             return
-        context = OperationContext(self, dict(record))
+        context = OperationContext(self.repo, self.bus, dict(record))
         self._operations[task_id] = self.spawn(self._run_operation(context, operation))
 
     async def _run_operation(self, context: OperationContext, operation: Callable[[Any], Any]) -> None:
@@ -651,51 +598,3 @@ class Runner:
         self._timers.clear()
         for task in list(self._background):
             task.cancel()
-
-
-class OperationContext:
-    """Handed to a background operation: the task record and a way to log attempts.
-
-    ``record_attempt(params)`` stores a completed child entry under the task (a poll attempt,
-    a fetch retry) so the log shows each one as it happens.
-    """
-
-    def __init__(self, runner: Runner, task: dict[str, Any]) -> None:
-        self.runner = runner
-        self.task = task
-        self.attempts = 0
-
-    def record_attempt(self, name: str, params: Any, *, status: str = TaskStatus.COMPLETED) -> dict[str, Any]:
-        from .._keys import idempotency_key, task_id_for
-
-        self.attempts += 1
-        task = self.task
-        key = idempotency_key(task["run_id"], task["id"], ["attempt", self.attempts])
-        now = time.time()
-        record = {
-            "id": task_id_for(key),
-            "run_id": task["run_id"],
-            "idempotency_key": key,
-            "cache_key": ["attempt", self.attempts],
-            "display_key": f"attempt-{self.attempts}",
-            "parent_id": task["id"],
-            "name": name,
-            "icon": None,
-            "kind": "attempt",
-            "noop": True,
-            "status": status,
-            "attempts": 1,
-            "seq": task.get("seq", 0) + self.attempts / 100000,
-            "params": params,
-            "started_at": now,
-            "completed_at": now,
-            "output_json": None,
-            "output_encoding": None,
-            "error": None,
-            "callback_url": None,
-            "background": True,
-        }
-        self.runner.repo.save_task(record)
-        if self.runner.bus.active:
-            self.runner.bus.emit(Notice("task", task["run_id"], task=record))
-        return record

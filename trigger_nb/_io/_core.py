@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._engine import Execution, JobDefinition, TaskSpec, is_control_flow
 from .._exceptions import ConfigError
-from .._numbers import epoch
 from .._numbers import seconds as _seconds
+from .._serde import epoch_seconds
 from ..retry import normalize_retry_options
+
+if TYPE_CHECKING:
+    from .._events._eventlog import EventLog
 
 
 def _check_cache_key(key: Any) -> None:
@@ -23,10 +26,6 @@ def _check_cache_key(key: Any) -> None:
     raise ConfigError(
         f"A task's cache key must be a non-empty string or list, got {type(key).__name__}: {key!r}."
     )
-
-
-def _epoch(when: Any, what: str, *, error: type[Exception] = ConfigError) -> float | None:
-    return None if when is None else epoch(when, what, error=error)
 
 
 def _callback_options(callback: Any) -> dict[str, Any] | None:
@@ -48,10 +47,12 @@ def _callback_options(callback: Any) -> dict[str, Any] | None:
 class CoreIO:
     """``run_task`` and friends. Every method is a task (SPEC §6)."""
 
-    def __init__(self, execution: Execution, job: JobDefinition, *, client: Any = None) -> None:
+    def __init__(
+        self, execution: Execution, job: JobDefinition, *, event_log: EventLog
+    ) -> None:
         self._execution = execution
         self._job = job
-        self._client = client
+        self._event_log = event_log
 
     @property
     def run_id(self) -> str:
@@ -106,7 +107,7 @@ class CoreIO:
             style=style,
             redact=redact,
             retry=normalize_retry_options(retry),
-            delay_until=_epoch(delay_until, "delay_until"),
+            delay_until=epoch_seconds(delay_until, "delay_until"),
             callback=_callback_options(callback),
             parse_output=parse_output,
             serializer=serializer,

@@ -70,7 +70,7 @@ def new_holder_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}:{start}:{_machine()}"
 
 
-def _holder_dead(holder: str) -> bool:
+def holder_dead(holder: str) -> bool:
     """True only when ``holder`` certainly no longer runs: same host, same boot, same PID
     namespace, and its PID is gone, a zombie, or now another process (another start time).
     Anything else — another machine or container, an old-style id, unreadable ``/proc`` —
@@ -327,7 +327,7 @@ class Repository:
         lease = run.get("lease")
         if not lease or lease["holder"] == self.holder:
             return True
-        return lease["expires_at"] <= (time.time() if now is None else now) or _holder_dead(
+        return lease["expires_at"] <= (time.time() if now is None else now) or holder_dead(
             lease["holder"]
         )
 

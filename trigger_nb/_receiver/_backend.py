@@ -1,4 +1,4 @@
-"""Adapter from the receiver's :class:`ReceiverBackend` protocol to a client's engine.
+"""The receiver's :class:`ReceiverBackend`: callbacks complete tasks, events go to the event log.
 
 Runs on the receiver's thread: everything it calls is thread-safe (store transactions; the
 runner hops to the home loop with ``call_soon``).
@@ -7,12 +7,11 @@ runner hops to the home loop with ``call_soon``).
 from __future__ import annotations
 
 import secrets
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
-from ._receiver import CallbackOutcome
-
-if TYPE_CHECKING:
-    from ._client import TriggerClient
+from .._store import Store
+from ._handling import CallbackOutcome
 
 _OUTCOMES = {
     "accepted": CallbackOutcome.ACCEPTED,
@@ -36,20 +35,31 @@ def events_token(storage: Any) -> str:
     return str(record["token"])
 
 
-class ClientReceiverBackend:
-    """What the HTTP receiver does with callbacks and events, for one client."""
+class EngineBackend:
+    """What the HTTP receiver does with callbacks and events. Collaborators, handed over by the
+    composition root: ``store`` (where the events token lives), ``complete_callback(task_id,
+    secret, body)`` (``Runner.complete_callback``: returns ``"accepted"``, ``"already"``,
+    ``"not_found"`` or ``"timed_out"``) and ``send_event(event)`` (stores and delivers it)."""
 
-    def __init__(self, client: TriggerClient) -> None:
-        self.client = client
+    def __init__(
+        self,
+        store: Store,
+        *,
+        complete_callback: Callable[[str, str, Any], str],
+        send_event: Callable[[dict[str, Any]], dict[str, Any]],
+    ) -> None:
+        self._store = store
+        self._complete_callback = complete_callback
+        self._send_event = send_event
 
     def complete_callback(self, task_id: str, secret: str, body: Any) -> CallbackOutcome:
-        return _OUTCOMES[self.client.runner.complete_callback(task_id, secret, body)]
+        return _OUTCOMES[self._complete_callback(task_id, secret, body)]
 
     def send_event(self, event: dict[str, Any]) -> dict[str, Any]:
-        return self.client.send_event_sync(event)
+        return self._send_event(event)
 
     def events_token(self) -> str:
         # Read only: a request (with any token) never writes to the store. Until someone
         # asked for the token (`%job serve`, `trigger-nb serve`) there is none: "" refuses all.
-        record = self.client.storage.get(TOKEN_KEY)
+        record = self._store.get(TOKEN_KEY)
         return "" if record is None else str(record["token"])
