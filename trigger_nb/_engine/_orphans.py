@@ -22,6 +22,11 @@ from ._states import RunStatus
 log = logging.getLogger("trigger_nb")
 
 
+def is_orphaned(run: dict[str, Any]) -> bool:
+    """What an orphan's resumption executes: a run still EXECUTING once its lease is ours."""
+    return bool(run["status"] == RunStatus.EXECUTING)
+
+
 class OrphanFinder:
     """``scan()`` hands each orphan of a defined job to ``resume(run_id)``; runs for which
     ``busy(run_id)`` is true (executing or being resumed here) are left alone."""
@@ -32,7 +37,7 @@ class OrphanFinder:
         jobs: Mapping[str, Any],
         *,
         busy: Callable[[str], bool],
-        resume: Callable[[str], None],
+        resume: Callable[[str], object],
     ) -> None:
         self.repo = repo
         self.jobs = jobs

@@ -28,17 +28,21 @@ from .._serde import DEFAULT_OUTPUT_LIMIT, encode_output, error_record
 from .._store import Lease, Repository
 from ._bus import Notice, NoticeBus
 from ._control import Canceled, ControlFlow
-from ._execution import CALLBACK_TIMEOUT_MESSAGE, Execution
+from ._execution import CALLBACK_TIMEOUT_MESSAGE, Execution, current_parent
 from ._heartbeat import LeaseKeeper
 from ._jobs import JobDefinition, make_context
 from ._operations import OperationContext
-from ._orphans import OrphanFinder
+from ._orphans import OrphanFinder, is_orphaned
+from ._requests import make_due, wants_execution
 from ._states import RUN_FINISHED, RunStatus, TaskStatus, advance_run, advance_task
 
 log = logging.getLogger("trigger_nb")
 
 #: How many execution summaries a run record keeps (older ones are dropped).
 HISTORY_LIMIT = 20
+
+
+Wanted = Callable[[dict[str, Any]], bool] | None  # which runs an execution is for (None: any)
 
 
 class Runner:
@@ -71,7 +75,8 @@ class Runner:
         self._resuming: set[str] = set()  # runs with a resume scheduled but not yet executing
         self._leases = LeaseKeeper(repo)
         busy = lambda run_id: run_id in self._active or run_id in self._resuming  # noqa: E731
-        self._orphans = OrphanFinder(repo, jobs, busy=busy, resume=self._resume_orphan)
+        resume = lambda run_id: self.spawn(self.resume(run_id, wanted=is_orphaned))  # noqa: E731
+        self._orphans = OrphanFinder(repo, jobs, busy=busy, resume=resume)
 
     # -- executing ------------------------------------------------------------------------
     async def execute(self, run_id: str, *, busy_timeout: float | None = None) -> dict[str, Any]:
@@ -90,13 +95,13 @@ class Runner:
         return self._locks.setdefault(run_id, asyncio.Lock())
 
     async def _execute_locked(
-        self, run_id: str, busy_timeout: float | None, *, only_if: str | None = None
+        self, run_id: str, busy_timeout: float | None, *, wanted: Wanted = None
     ) -> dict[str, Any]:
         self._cancel_timer(run_id)
         deadline = None if busy_timeout is None else time.monotonic() + busy_timeout
         while True:
             try:
-                begun = self._begin(run_id, only_if=only_if)
+                begun = self._begin(run_id, wanted=wanted)
                 break
             except RunBusyError:
                 if deadline is None or time.monotonic() >= deadline:
@@ -114,7 +119,7 @@ class Runner:
             raise
 
     def _begin(
-        self, run_id: str, *, only_if: str | None
+        self, run_id: str, *, wanted: Wanted
     ) -> tuple[dict[str, Any], JobDefinition, bool, Lease] | None:
         """One transaction: take the lease, load the run, mark it EXECUTING (SPEC §10)."""
         with self.repo.store.transaction():
@@ -122,7 +127,7 @@ class Runner:
             if run is None:
                 raise ConfigError(f"No run {run_id!r} in the store at {self.repo.store.location}.")
             job = self.jobs.get(run["job_id"])
-            if only_if is not None and (run["status"] != only_if or job is None):
+            if wanted is not None and (job is None or not wanted(run)):
                 return None  # a job not defined here is picked up when its cell is executed
             if job is None:
                 raise ConfigError(
@@ -132,6 +137,7 @@ class Runner:
             lease = self.repo.take_lease(run)  # saved with the run below
             self.repo.clear_wake(run_id)
             self.repo.mark_executing(run_id)
+            run.pop("retry_requested", None)  # this execution is the retry
             if run["status"] == RunStatus.EXECUTING:
                 # We hold the lease, so whoever executed it died mid-execution: that execution
                 # ends as interrupted; its RUNNING task (if any) runs again, at least once.
@@ -191,6 +197,10 @@ class Runner:
         ctx = make_context(job, run, execution.number)
         outcome: str
         value: Any = None
+        # The body starts at the top level, whatever context resumed it: a timer armed inside a
+        # task (io.send_event(..., deliver_after=...)) carries that task as current parent, and
+        # an execution it resumes would otherwise nest every task under it, with new keys.
+        top_level = current_parent.set(None)
         try:
             value = await job.fn(run.get("payload"), execution.io, ctx)
             outcome = "success"
@@ -204,6 +214,8 @@ class Runner:
             execution.closing = True
             self._finish(run, execution, "failure", exc)
             raise
+        finally:
+            current_parent.reset(top_level)
         execution.closing = True
         await execution.wait_idle()  # every concurrent branch finished or suspended (SPEC §4.4)
         if execution.canceled:
@@ -316,7 +328,7 @@ class Runner:
         task.add_done_callback(self._background.discard)
         return task
 
-    async def resume(self, run_id: str, *, only_if: str = RunStatus.WAITING) -> dict[str, Any] | None:
+    async def resume(self, run_id: str, *, wanted: Wanted = None) -> dict[str, Any] | None:
         """Execute a WAITING run now (a timer, a callback, ``%job resume``), or an orphan.
 
         Takes the run's lock *before* looking at its status: a callback that lands while an
@@ -326,7 +338,7 @@ class Runner:
         try:
             async with self._lock(run_id):
                 self._resuming.discard(run_id)
-                return await self._execute_locked(run_id, None, only_if=only_if)
+                return await self._execute_locked(run_id, None, wanted=wanted or wants_execution)
         except RunBusyError:
             self.schedule(run_id, time.time() + 1.0)  # the other process will finish or die
         except Exception:
@@ -351,15 +363,7 @@ class Runner:
         """Make the run's pending waits and retry delays due now, then execute it (SPEC §2
         ``%job resume``, the log's "Resume now"/"Retry now"). Callbacks and event waits still
         wait for their POST or event."""
-        now = time.time()
-        with self.repo.store.transaction():
-            for task in self.repo.load_tasks(run_id):
-                if task["status"] != TaskStatus.WAITING:
-                    continue
-                changes = {f: now for f in ("delay_until", "retry_at") if (task.get(f) or 0) > now}
-                if changes:
-                    task.update(changes)
-                    self.repo.save_task(task)
+        make_due(self.repo, run_id)
         return await self.execute(run_id)
 
     def process_wakeups(self) -> int:
@@ -384,10 +388,6 @@ class Runner:
             self.spawn(self.resume(run_id))
             taken += 1
         return taken
-
-    def _resume_orphan(self, run_id: str) -> None:
-        self._resuming.add(run_id)
-        self.spawn(self.resume(run_id, only_if=RunStatus.EXECUTING))
 
     async def watch(self, interval: float = 0.5) -> None:
         """Every ``interval`` seconds: take wake-up markers, due runs and orphans (forever)."""
