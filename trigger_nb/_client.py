@@ -25,7 +25,7 @@ from ._engine import (
     request_retry,
 )
 from ._engine._bus import NoticeBus
-from ._exceptions import ConfigError, TriggerNbError
+from ._exceptions import ConfigError, StoreError, TriggerNbError
 from ._io._kv import ClientKeyValueStore
 from ._keys import canonical_json, derive_run_id, new_run_id, slugify_job_id, validate_version
 from ._loop import LoopHost
@@ -105,7 +105,7 @@ class TriggerClient:
     def repo(self) -> Repository:
         with self._lock:
             if self._repo is None:
-                self._repo = Repository(self.storage)
+                self._repo = Repository(self.storage, lease_ttl=self.config.lease_ttl)
             return self._repo
 
     @property
@@ -325,7 +325,10 @@ class TriggerClient:
         """
         if self._runner is not None and self._runner.is_active(run_id):
             raise TriggerNbError(f"Run {run_id} is executing right now; cancel it before forgetting it.")
-        self.repo.acquire_lease(run_id)  # RunBusyError while another process executes it
+        try:
+            self.repo.acquire_lease(run_id)  # RunBusyError while another process executes it
+        except StoreError:
+            pass  # an undecodable run record holds no lease to honour: forget it (SPEC §10)
         return self.repo.forget(run_id)
 
     async def retry(self, run_id: str) -> Run:
