@@ -400,9 +400,9 @@ def test_a_stopped_holder_taken_over_never_writes_again_and_its_task_runs_once(
 #: PID" and then blocks while BLOCK exists. argv: STORE LOG BLOCK SEND. With SEND = "send" the
 #: script sends the event and waits; otherwise it only defines the job (a new client that has it)
 #: and prints the run's status once it is finished.
-ORPHAN_SCRIPT = r"""
+ORPHAN_SCRIPT = CLIENT_AT_SOURCE + r"""
 import os, sys, time
-from trigger_nb import TriggerClient, event_trigger
+from trigger_nb import event_trigger
 
 store, log, block, send = sys.argv[1:5]
 
@@ -413,7 +413,7 @@ def work(task):
         time.sleep(0.02)
     return os.getpid()
 
-with TriggerClient(dir=store) as client:
+with open_client(store) as client:
     @client.define_job(id="on-ping", trigger=event_trigger("ping"))
     async def on_ping(payload, io, ctx):
         return await io.run_task("work", work)
@@ -432,17 +432,18 @@ with TriggerClient(dir=store) as client:
 """
 
 
+@pytest.mark.both_stores
 def test_a_run_started_by_an_event_and_killed_mid_execution_is_resumed_by_the_next_client(
-    tmp_path: Path, processes: list[subprocess.Popen[str]]
+    tmp_path: Path, store_location: str, processes: list[subprocess.Popen[str]]
 ) -> None:
-    store, log, block = tmp_path / "store", tmp_path / "orphan.log", tmp_path / "block"
+    store, log, block = store_location, tmp_path / "orphan.log", tmp_path / "block"
     block.touch()
     first = spawn(ORPHAN_SCRIPT, str(store), str(log), str(block), "send")
     processes.append(first)
     wait_for(lambda: bool(read_lines(log)), timeout=30, what="the triggered run's task", process=first)
     os.kill(first.pid, signal.SIGKILL)  # mid-execution: the run stays EXECUTING
     first.wait(timeout=10)
-    with TriggerClient(dir=str(store)) as client:
+    with client_at(store) as client:
         [run] = client.runs(job_id="on-ping")
         assert run.status == "EXECUTING"
     block.unlink()

@@ -8,6 +8,7 @@ The magics are a thin layer over it.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import threading
@@ -90,6 +91,7 @@ class TriggerClient:
         self._scheduler: Scheduler | None = None
         self._run_controls: _RunControls | None = None
         self._unsubscribe: Callable[[], None] | None = None
+        self._orphan_notice = asyncio.Event()  # a run started executing elsewhere (pushed stores)
         self._closed = False
 
     # -- lazily opened parts --------------------------------------------------------------
@@ -279,6 +281,7 @@ class TriggerClient:
                 self._unsubscribe = storage.subscribe(
                     lambda topic: self._host.call_soon(self._store_notice, topic)
                 )
+                runner.spawn(runner.orphans.watch(self._orphan_notice))
             else:
                 runner.spawn(runner.watch())
             self.scheduler.start()  # events and schedules: see "# -- events and triggers"
@@ -294,6 +297,8 @@ class TriggerClient:
                 self.runner.process_wakeups()
             if topic in ("start", "event", None):
                 self.scheduler.poll()
+            if topic in ("exec", None):
+                self._orphan_notice.set()
         except Exception:
             log.exception("trigger_nb: handling a store notice (%s) failed", topic)
 

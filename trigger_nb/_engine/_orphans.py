@@ -5,11 +5,14 @@ that makes it EXECUTING also writes an ``exec/{run_id}`` marker, and the one tha
 execution deletes it, so a key scan finds every run under way without reading any record. A run
 whose marker stays while its lease is free (expired, or its holder provably dead) is an orphan:
 the next started client that has its job defined resumes it — at once for a holder seen dead on
-this host, else at the lease's expiry (each scan runs every half second).
+this host, else at the lease's expiry. A polled store is scanned every half second; a store
+that pushes notices is scanned when another process starts executing a run and at the earliest
+lease expiry seen (:attr:`OrphanFinder.next_due`), never on a fixed period.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -44,14 +47,20 @@ class OrphanFinder:
         self.busy = busy
         self.resume = resume
         self._next_look: dict[str, float] = {}  # run id -> when to read its record again
+        self.next_due: float | None = None
+        """After :meth:`scan`: when a run marked EXECUTING elsewhere may next be an orphan."""
 
     def scan(self) -> int:
         """Resume the orphans found now; returns how many."""
         now = time.time()
         later = now + self.repo.lease_ttl
         taken = 0
+        looks: list[float] = []
         for run_id in self.repo.executing_runs():
-            if self.busy(run_id) or self._next_look.get(run_id, 0.0) > now:
+            if self.busy(run_id):
+                continue
+            if self._next_look.get(run_id, 0.0) > now:
+                looks.append(self._next_look[run_id])
                 continue
             try:
                 run = self.repo.load_run(run_id)
@@ -68,4 +77,22 @@ class OrphanFinder:
                 self._next_look[run_id] = later
                 self.resume(run_id)
                 taken += 1
+            looks.append(self._next_look[run_id])
+        self.next_due = min(looks, default=None)
         return taken
+
+    async def watch(self, notice: asyncio.Event) -> None:
+        """For a store that pushes notices (no polling): scan when ``notice`` is set (a run
+        started executing elsewhere, a reconnection) and at :attr:`next_due`; runs forever."""
+        while True:
+            try:
+                self.scan()
+            except Exception:
+                log.exception("trigger_nb: looking for orphaned runs failed")
+            due = self.next_due
+            delay = self.repo.lease_ttl if due is None else max(0.05, due - time.time() + 0.05)
+            notice.clear()
+            try:
+                await asyncio.wait_for(notice.wait(), delay)
+            except TimeoutError:
+                pass

@@ -76,7 +76,7 @@ class Runner:
         self._leases = LeaseKeeper(repo)
         busy = lambda run_id: run_id in self._active or run_id in self._resuming  # noqa: E731
         resume = lambda run_id: self.spawn(self.resume(run_id, wanted=is_orphaned))  # noqa: E731
-        self._orphans = OrphanFinder(repo, jobs, busy=busy, resume=resume)
+        self.orphans = OrphanFinder(repo, jobs, busy=busy, resume=resume)
 
     # -- executing ------------------------------------------------------------------------
     async def execute(self, run_id: str, *, busy_timeout: float | None = None) -> dict[str, Any]:
@@ -394,7 +394,7 @@ class Runner:
         while True:
             try:
                 self.process_wakeups()
-                self._orphans.scan()
+                self.orphans.scan()
             except Exception:
                 log.exception("trigger_nb: watching the store failed")
             await asyncio.sleep(interval)

@@ -375,8 +375,10 @@ class Repository:
 
     # -- runs being executed (orphans are resumed: SPEC §10) --------------------------------
     def mark_executing(self, run_id: str) -> None:
-        """Note that ``run_id`` is EXECUTING (in the transaction that makes it so)."""
+        """Note that ``run_id`` is EXECUTING (in the transaction that makes it so); a store
+        that pushes notices tells other processes, which then watch its lease (orphans)."""
         self.store.put(f"exec/{run_id}", {})
+        self.store.notify("exec")
 
     def clear_executing(self, run_id: str) -> None:
         self.store.delete(f"exec/{run_id}")
