@@ -14,7 +14,7 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._config import Config
-from ._engine import Execution, JobDefinition, Runner, RunStatus, new_run_record
+from ._engine import Execution, JobDefinition, Runner, RunStatus, new_run_record, unreached_tasks
 from ._engine._bus import NoticeBus
 from ._exceptions import ConfigError, TriggerNbError
 from ._io._kv import ClientKeyValueStore
@@ -203,26 +203,43 @@ class TriggerClient:
         return derive_run_id(slugify_job_id(job_id), payload)
 
     async def invoke(
-        self, job_id: str, payload: Any = None, *, run_id: str | None = None, busy_timeout: float | None = None
+        self,
+        job_id: str,
+        payload: Any = None,
+        *,
+        run_id: str | None = None,
+        busy_timeout: float | None = None,
+        rerun_changed: bool = False,
     ) -> Run:
         """Start a run of ``job_id`` (or continue run ``run_id``) and execute it until it
         finishes or first suspends. Returns its :class:`Run` handle.
 
         With the id of an existing run this continues that run exactly as re-executing its
         cell does: completed tasks replay, a failed run is retried, a waiting run keeps
-        waiting. Raises ``PayloadError`` (nothing stored) for a payload that is not JSON,
-        ``RunBusyError`` if another process executes the run (unless ``busy_timeout``).
+        waiting. ``rerun_changed=True`` (``%%job --rerun-changed``): completed tasks whose
+        function's code changed since they ran run again, in this execution, instead of
+        replaying (their attempts continue); the others still replay. Raises ``PayloadError``
+        (nothing stored) for a payload that is not JSON, ``RunBusyError`` if another process
+        executes the run (unless ``busy_timeout``).
         """
         run_id = self._prepare_run(job_id, payload, run_id)
-        await self._host.run_async(self.runner.execute(run_id, busy_timeout=busy_timeout))
+        execute = self.runner.execute(run_id, busy_timeout=busy_timeout, rerun_changed=rerun_changed)
+        await self._host.run_async(execute)
         return Run(self.run_controls, run_id)
 
     def invoke_sync(
-        self, job_id: str, payload: Any = None, *, run_id: str | None = None, busy_timeout: float | None = None
+        self,
+        job_id: str,
+        payload: Any = None,
+        *,
+        run_id: str | None = None,
+        busy_timeout: float | None = None,
+        rerun_changed: bool = False,
     ) -> Run:
         """Blocking :meth:`invoke` for sync code (the magic, scripts)."""
         run_id = self._prepare_run(job_id, payload, run_id)
-        self._host.run_sync(self.runner.execute(run_id, busy_timeout=busy_timeout))
+        execute = self.runner.execute(run_id, busy_timeout=busy_timeout, rerun_changed=rerun_changed)
+        self._host.run_sync(execute)
         return Run(self.run_controls, run_id)
 
     def _prepare_run(self, job_id: str, payload: Any, run_id: str | None) -> str:
@@ -286,6 +303,33 @@ class TriggerClient:
         if self._runner is not None and self._runner.is_active(run_id):
             raise TriggerNbError(f"Run {run_id} is executing right now; cancel it before forgetting it.")
         return self.repo.forget(run_id)
+
+    def prune(self, run_id: str) -> list[dict[str, Any]]:
+        """Delete the run's stored tasks that its latest execution no longer reaches (a
+        renamed key, a deleted step) and return what was deleted: ``{"id", "display_key",
+        "name", "status"}`` per task, in first-seen order.
+
+        "Not reached" is decided as the log shows it (``trigger_nb._engine._reach``): only
+        after an execution that **succeeded**, so nothing is deleted while the run waits,
+        failed or was canceled (tasks after a wait or a failure are unvisited, not unused); a
+        child task counts only when its parent ran without calling it. The rest of the run is
+        untouched: its output, the other tasks and their replays. Raises ``ConfigError`` for an
+        unknown run, ``RunBusyError`` while another process executes it, ``TriggerNbError``
+        while this one does.
+        """
+        self.get_run(run_id)
+        if self._runner is not None and self._runner.is_active(run_id):
+            raise TriggerNbError(f"Run {run_id} is executing right now; prune it once it has finished.")
+        with self.storage.transaction():
+            run = self.repo.load_run(run_id)
+            if run is None:
+                return []
+            self.repo.check_lease(run)
+            journal = self.repo.load_journal(run_id, run["executions"])
+            pruned = unreached_tasks(run, self.repo.load_tasks(run_id), journal)
+            for task in pruned:
+                self.repo.delete_task(task)
+        return [{k: task.get(k) for k in ("id", "display_key", "name", "status")} for task in pruned]
 
     async def retry(self, run_id: str) -> Run:
         """Execute a run again: ERRORED tasks run again (attempts continue), others replay."""

@@ -27,7 +27,7 @@ from .._serde import DEFAULT_OUTPUT_LIMIT, encode_output, error_record
 from .._store import LEASE_TTL, Repository
 from ._bus import Notice, NoticeBus
 from ._control import Canceled, ControlFlow
-from ._execution import CALLBACK_TIMEOUT_MESSAGE, Execution
+from ._execution import CALLBACK_TIMEOUT_MESSAGE, Execution, TaskSpec
 from ._jobs import JobDefinition, make_context
 from ._operations import OperationContext
 from ._states import RUN_FINISHED, RunStatus, TaskStatus, advance_run, advance_task
@@ -66,24 +66,35 @@ class Runner:
         self._background: set[asyncio.Task[Any]] = set()
         self._operations: dict[str, asyncio.Task[Any]] = {}
         self._resuming: set[str] = set()  # runs with a resume scheduled but not yet executing
+        #: A test seam (``trigger_nb.testing.JobTester``): called with each task's spec before
+        #: the engine runs it, may return a replacement (a mocked output). ``None`` in production.
+        self.intercept_task: Callable[[TaskSpec], TaskSpec] | None = None
 
     # -- executing ------------------------------------------------------------------------
-    async def execute(self, run_id: str, *, busy_timeout: float | None = None) -> dict[str, Any]:
+    async def execute(
+        self, run_id: str, *, busy_timeout: float | None = None, rerun_changed: bool = False
+    ) -> dict[str, Any]:
         """Execute the run once (until it finishes or suspends); returns the run record.
 
         Whatever its status: a finished run replays, a failed or canceled one is retried
         (ERRORED tasks run again), a waiting one replays up to its wait. ``busy_timeout``: if
         another process holds the run, wait up to this long for it (``None``: raise
-        :class:`RunBusyError` at once).
+        :class:`RunBusyError` at once). ``rerun_changed``: completed tasks whose function's
+        code changed since they ran run again instead of replaying (SPEC §2).
         """
         async with self._lock(run_id):
-            return await self._execute_locked(run_id, busy_timeout)
+            return await self._execute_locked(run_id, busy_timeout, rerun_changed=rerun_changed)
 
     def _lock(self, run_id: str) -> asyncio.Lock:
         return self._locks.setdefault(run_id, asyncio.Lock())
 
     async def _execute_locked(
-        self, run_id: str, busy_timeout: float | None, *, only_if_waiting: bool = False
+        self,
+        run_id: str,
+        busy_timeout: float | None,
+        *,
+        only_if_waiting: bool = False,
+        rerun_changed: bool = False,
     ) -> dict[str, Any]:
         self._cancel_timer(run_id)
         deadline = None if busy_timeout is None else time.monotonic() + busy_timeout
@@ -101,7 +112,7 @@ class Runner:
             return run
         run, job, reset_errored = begun
         try:
-            return await self._execute_leased(run, job, reset_errored)
+            return await self._execute_leased(run, job, reset_errored, rerun_changed)
         except BaseException:
             self.repo.release_lease(run_id)  # _finish releases it on every normal path
             raise
@@ -149,7 +160,7 @@ class Runner:
         return run, job, reset_errored
 
     async def _execute_leased(
-        self, run: dict[str, Any], job: JobDefinition, reset_errored: bool
+        self, run: dict[str, Any], job: JobDefinition, reset_errored: bool, rerun_changed: bool
     ) -> dict[str, Any]:
         run_id = run["id"]
         execution = Execution(
@@ -159,6 +170,8 @@ class Runner:
             bus=self.bus,
             number=run["executions"],
             reset_errored=reset_errored,
+            rerun_changed=rerun_changed,
+            intercept=self.intercept_task,
             output_limit=self.output_limit,
             default_serializer=job.serializer,
             callback_url=self.callback_url,

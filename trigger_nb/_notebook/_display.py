@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from .._engine import RUN_FINISHED
+from .._engine import RUN_FINISHED, code_changed_ids, unreached_tasks
 
 
 class Run(Protocol):
@@ -41,6 +41,12 @@ OUTCOME_MARKS = {
     "retry": ("⟳", "retrying"),
     "waiting": ("⏸", "waiting"),
 }
+#: How the log marks a task replayed although its function's code changed, and a stored task
+#: the latest execution no longer reaches (SPEC §2; the rules: ``trigger_nb._engine._reach``).
+CODE_CHANGED_TEXT = "code changed"
+NOT_REACHED_TEXT = "not reached"
+CODE_CHANGED_COLOUR = "#9a6700"
+NOT_REACHED_COLOUR = "#8c959f"
 STATUS_COLOURS = {
     "SUCCESS": "#1a7f37",
     "COMPLETED": "#1a7f37",
@@ -152,7 +158,7 @@ def _execution_rows(
     for entry in run.get("history") or []:
         rows = [
             (by_id[task_id], outcome, attempts)
-            for task_id, outcome, attempts in journals.get(entry["n"], [])
+            for task_id, outcome, attempts, *_notes in journals.get(entry["n"], [])
             if task_id in by_id
         ]
         rows.sort(key=lambda row: row[0].get("seq", 0))
@@ -194,6 +200,7 @@ def render_text(run: dict[str, Any], tasks: list[dict[str, Any]], journals: Jour
     depths = _depths(tasks)
     lines = [summary_line(run), *(f"Status: {status_text(st)}" for st in current_statuses(tasks))]
     for entry, rows in _execution_rows(run, tasks, journals):
+        changed = code_changed_ids(journals.get(entry["n"], []))
         counts = {k: sum(1 for _, o, _ in rows if o == k) for k in ("ran", "replayed")}
         lines.append(
             f"── execution {entry['n']} · {entry['status']} · {counts['ran']} ran, "
@@ -210,12 +217,21 @@ def render_text(run: dict[str, Any], tasks: list[dict[str, Any]], journals: Jour
                 detail = _waiting_detail(task)
             elif outcome in ("ran", "replayed") and _shows_output(task):
                 detail = f"  → {_short(_output_of(task), 50)}"
+            if task["id"] in changed:
+                detail = f"  {CODE_CHANGED_TEXT}{detail}"
             shows_attempt = not task.get("noop") and (attempts > 1 or outcome not in ("replayed", "ran"))
             attempt_text = f"attempt {attempts}" if shows_attempt else ""
             lines.append(
                 f"{indent}{symbol} {task['display_key']:<24} {task['name']:<14} {word:<9}"
                 f" {attempt_text:<10}{detail}".rstrip()
             )
+    unreached = unreached_tasks(run, tasks, journals.get(run.get("executions", 0), []))
+    if unreached:
+        lines.append(f"── {_not_reached_title(run)}")
+        for task in unreached:
+            indent = "  " * (depths.get(task["id"], 0) + 1)
+            detail = f"  → {_short(_output_of(task), 50)}" if _shows_output(task) else ""
+            lines.append(f"{indent}· {task['display_key']:<24} {task['name']:<14} {NOT_REACHED_TEXT:<11} {task['status']}{detail}")
     if run["status"] == "SUCCESS":
         lines.append(f"Output: {_run_output_text(run)}")
     error = run.get("error")
@@ -226,6 +242,13 @@ def render_text(run: dict[str, Any], tasks: list[dict[str, Any]], journals: Jour
         if stack:
             lines.extend("  " + line for line in stack.splitlines())
     return "\n".join(lines)
+
+
+def _not_reached_title(run: dict[str, Any]) -> str:
+    return (
+        f"not reached by execution {run.get('executions')}: stored, no longer used by the code "
+        f"(`%job prune {run['id']}` deletes them)"
+    )
 
 
 def _waiting_detail(task: dict[str, Any]) -> str:
@@ -255,6 +278,7 @@ def render_html(run: dict[str, Any], tasks: list[dict[str, Any]], journals: Jour
         "<th align=left>outcome</th><th align=left>attempts</th><th align=left>detail</th></tr>",
     ]
     for entry, rows in _execution_rows(run, tasks, journals):
+        changed = code_changed_ids(journals.get(entry["n"], []))
         out.append(
             f'<tr><td colspan=6 style="border-top:1px solid #ccc"><i>execution {entry["n"]} · '
             f'{esc(entry["status"])}</i></td></tr>'
@@ -268,11 +292,32 @@ def render_html(run: dict[str, Any], tasks: list[dict[str, Any]], journals: Jour
             elif _shows_output(task):
                 detail = _short(_output_of(task), 120)
             tcol = STATUS_COLOURS.get(task["status"], "#333")
+            mark = (
+                f' <b class="trigger-nb-code-changed" style="color:{CODE_CHANGED_COLOUR}">'
+                f"{CODE_CHANGED_TEXT}</b>"
+                if task["id"] in changed
+                else ""
+            )
             out.append(
                 f"<tr><td>{pad}{esc(symbol)} {esc(str(task['display_key']))}</td>"
                 f"<td>{esc(str(task['name']))}</td><td style=\"color:{tcol}\">{esc(task['status'])}</td>"
-                f"<td>{esc(word)}</td><td>{attempts}</td><td>{esc(detail)}</td></tr>"
+                f"<td>{esc(word)}{mark}</td><td>{attempts}</td><td>{esc(detail)}</td></tr>"
             )
+    unreached = unreached_tasks(run, tasks, journals.get(run.get("executions", 0), []))
+    if unreached:
+        out.append(
+            f'<tr class="trigger-nb-not-reached-title"><td colspan=6 style="border-top:1px solid #ccc;'
+            f'color:{NOT_REACHED_COLOUR}"><i>{esc(_not_reached_title(run))}</i></td></tr>'
+        )
+    for task in unreached:
+        pad = "&nbsp;" * 4 * depths.get(task["id"], 0)
+        detail = _short(_output_of(task), 120) if _shows_output(task) else ""
+        out.append(
+            f'<tr class="trigger-nb-not-reached" style="color:{NOT_REACHED_COLOUR}">'
+            f"<td>{pad}· {esc(str(task['display_key']))}</td><td>{esc(str(task['name']))}</td>"
+            f"<td>{esc(task['status'])}</td><td>{NOT_REACHED_TEXT}</td><td>{task['attempts']}</td>"
+            f"<td>{esc(detail)}</td></tr>"
+        )
     out.append("</table>")
     error = run.get("error")
     if error and run["status"] == "FAILURE":

@@ -6,7 +6,7 @@ Layout (all values JSON records unless noted)::
     task/{run_id}/{idempotency_key}  one record per task (scanned in one read per execution)
     blob/{run_id}/{idempotency_key}  bytes: a pickled task output (opt-in, SPEC §4.5)
     wake/{run_id}                    "resume me": a task was resolved, maybe by another process
-    hist/{run_id}/{n}                execution n's journal: [task id, outcome, attempts] per task
+    hist/{run_id}/{n}                execution n's journal: [task id, outcome, attempts, *notes]
     cb/{task_id}                     callback index: task id -> run id, idempotency key, job id
 
 Backend-agnostic: a second backend only implements :class:`Store`.
@@ -188,9 +188,14 @@ class Repository:
     def take_lease(self, run: dict[str, Any], *, ttl: float = LEASE_TTL) -> None:
         """Put our lease into ``run`` (the caller saves it, in its transaction) or raise
         :class:`RunBusyError` naming the live holder."""
-        now = time.time()
+        self.check_lease(run, ttl=ttl)
+        run["lease"] = {"holder": self.holder, "expires_at": time.time() + ttl}
+
+    def check_lease(self, run: dict[str, Any], *, ttl: float = LEASE_TTL) -> None:
+        """Raise :class:`RunBusyError` naming the holder if another live process holds
+        ``run``'s lease (it executes the run now); return if it is free or ours."""
         lease = run.get("lease")
-        if lease and lease["holder"] != self.holder and lease["expires_at"] > now:
+        if lease and lease["holder"] != self.holder and lease["expires_at"] > time.time():
             if not holder_dead(lease["holder"]):
                 raise RunBusyError(
                     f"Run {run['id']} is being executed by another process ({lease['holder']}). "
@@ -198,7 +203,6 @@ class Repository:
                     f"process; its lease expires by itself within {int(ttl)} s if it died.",
                     holder=lease["holder"],
                 )
-        run["lease"] = {"holder": self.holder, "expires_at": now + ttl}
 
     def acquire_lease(self, run_id: str, *, ttl: float = LEASE_TTL) -> None:
         """Take the stored run's lease or raise :class:`RunBusyError` naming the live holder."""
