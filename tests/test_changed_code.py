@@ -159,7 +159,7 @@ def test_children_count_only_when_their_parent_ran_without_calling_them(mem_clie
     children = {"list": ["a", "b"]}
 
     async def parent(task: Any, io: Any) -> list[Any]:
-        return [await io.run_task(["child", name], lambda n=name: n) for name in children["list"]]
+        return [await io.run_task(["child", name], lambda *, n=name: n) for name in children["list"]]
 
     parents = {"fn": parent}
 
@@ -174,7 +174,7 @@ def test_children_count_only_when_their_parent_ran_without_calling_them(mem_clie
     assert not any(t["not_reached"] for t in run.tasks)
 
     async def edited_parent(task: Any, io: Any) -> list[Any]:
-        return [await io.run_task(["child", name], lambda n=name: n) for name in children["list"]]
+        return [await io.run_task(["child", name], lambda *, n=name: n) for name in children["list"]]
 
     parents["fn"] = edited_parent
     run = mem_client.invoke_sync("nested", {}, run_id="r-nest", rerun_changed=True)
