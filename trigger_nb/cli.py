@@ -20,13 +20,26 @@ def _client(directory: str | None) -> TriggerClient:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Execute the quickstart job twice, each time in a fresh kernel, on one new store."""
-    from ._notebook._demo import CELLS
+    """Execute the quickstart job twice, each time in a fresh kernel, on one new store (or,
+    with ``--notebook NAME``, one of the notebooks, printing what each code cell showed)."""
+    from ._notebook._demo import CELLS, notebook_path
     from ._notebook._notebook_runner import cell_text_outputs, execute_notebook, notebook_from_cells
 
+    path = notebook_path(args.notebook) if args.notebook else None  # ConfigError before any work
     store = args.dir or tempfile.mkdtemp(prefix="trigger_nb_demo_")
     print(f"trigger_nb demo — store: {store}\n")
     env = {"TRIGGER_NB_DIR": store}
+    if path is not None:
+        import nbformat
+
+        nb = execute_notebook(nbformat.read(path, as_version=4), cwd=store, env=env, timeout=args.timeout)
+        print(f"=== {path.name}, executed in a fresh kernel ===")
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                shown = cell_text_outputs(cell).rstrip()
+                print(f">>> {cell.source.splitlines()[0] if cell.source else ''}")
+                print(f"{shown}\n" if shown else "")
+        return 0
     for number, title in ((1, "first execution: every task runs"), (2, "a new kernel on the same store: every task is replayed")):
         nb = execute_notebook(notebook_from_cells(CELLS), cwd=store, env=env, timeout=args.timeout)
         print(f"=== Kernel {number} — {title} ===")
@@ -85,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run the quickstart job twice in real kernels and print its log")
     demo.add_argument("--dir", help="store directory (default: a new temporary directory)")
     demo.add_argument("--timeout", type=float, default=120, help="seconds per notebook (default 120)")
+    demo.add_argument("--notebook", help="run notebooks/NAME.ipynb instead, e.g. durable_concepts")
     demo.set_defaults(func=cmd_demo)
     runs = sub.add_parser("runs", help="list stored runs")
     runs.add_argument("--dir", default=os.environ.get("TRIGGER_NB_DIR"), help="store directory")

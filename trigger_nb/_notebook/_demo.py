@@ -1,6 +1,11 @@
-"""The job ``trigger-nb demo`` runs (also the first cells of ``notebooks/quickstart.ipynb``)."""
+"""The job ``trigger-nb demo`` runs (also the first cells of ``notebooks/quickstart.ipynb``), and
+the notebooks ``trigger-nb demo --notebook NAME`` runs instead."""
 
 from __future__ import annotations
+
+from pathlib import Path
+
+from .._exceptions import ConfigError
 
 SETUP_CELL = "%load_ext trigger_nb"
 
@@ -25,3 +30,20 @@ return {"summary": f"{report['city']}: {report['temp_c']} °C (feels like {repor
 '''
 
 CELLS = [SETUP_CELL, JOB_CELL]
+
+
+#: The notebooks of the source checkout (``notebooks/`` beside the package).
+NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
+
+
+def notebook_path(name: str) -> Path:
+    """``notebooks/NAME.ipynb`` (``NAME`` with or without ``.ipynb``); ``ConfigError`` naming
+    the notebooks there are when there is no such notebook."""
+    path = NOTEBOOKS_DIR / (name if name.endswith(".ipynb") else f"{name}.ipynb")
+    if not path.is_file():
+        found = sorted(p.stem for p in NOTEBOOKS_DIR.glob("*.ipynb"))
+        raise ConfigError(
+            f"No notebook {name!r} in {NOTEBOOKS_DIR}; there are: {', '.join(found) or 'none'} "
+            "(the notebooks come with the source checkout)."
+        )
+    return path
