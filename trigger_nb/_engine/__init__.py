@@ -8,6 +8,7 @@ from ._control import Canceled, ControlFlow, Suspend, is_control_flow
 from ._execution import CALLBACK_TIMEOUT_MESSAGE, Execution, TaskHandle, TaskSpec, current_parent
 from ._jobs import JobDefinition, make_context, new_run_record
 from ._reach import code_changed_ids, unreached_tasks
+from ._requests import request_resume, request_retry
 from ._runner import Runner
 from ._states import RUN_FINISHED, TASK_FINISHED, RunStatus, TaskStatus
 
@@ -31,4 +32,6 @@ __all__ = [
     "new_run_record",
     "code_changed_ids",
     "unreached_tasks",
+    "request_resume",
+    "request_retry",
 ]
