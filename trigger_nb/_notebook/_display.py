@@ -293,6 +293,7 @@ def render_text(
     attempt_width = max(
         (len(_attempt_text(task, o, a)) + 2 for _, rows in sections for task, o, a in rows), default=2
     )
+    word_width = len(NOT_REACHED_TEXT) if unreached else 8
     for entry, rows in sections:
         lines.append(f"── {execution_heading(entry, rows)}")
         changed = code_changed_ids(journals.get(entry["n"], []))
@@ -304,7 +305,7 @@ def render_text(
             if task["id"] in changed:
                 detail = f"{CODE_CHANGED_TEXT}  {detail}"
             lines.append(
-                f"  {symbol} {word:<8}  {key:<{key_width}}  {name:<{name_width}}"
+                f"  {symbol} {word:<{word_width}}  {key:<{key_width}}  {name:<{name_width}}"
                 f"{_attempt_text(task, outcome, attempts):>{attempt_width}}  {detail}".rstrip()
             )
     if unreached:
@@ -314,7 +315,7 @@ def render_text(
         name = _fit(str(task["name"]), NAME_WIDTH)
         detail = f"→ {_short(_output_of(task), 60)}" if _shows_output(task) else task["status"]
         lines.append(
-            f"  · {NOT_REACHED_TEXT:<8}  {key:<{key_width}}  {name:<{name_width}}"
+            f"  · {NOT_REACHED_TEXT}  {key:<{key_width}}  {name:<{name_width}}"
             f"{'':>{attempt_width}}  {detail}".rstrip()
         )
     if run["status"] == "SUCCESS":
