@@ -286,6 +286,32 @@ class TriggerClient:
         await self._host.run_async(self.runner.cancel(run_id))
         return Run(self, run_id)
 
+    def invalidate(self, run_id: str, task_id: str) -> Run:
+        """Forget one COMPLETED task of a run (and the tasks started inside it) so that the
+        next execution — re-executing the cell, :meth:`retry` — runs it again instead of
+        replaying it (the log's **Invalidate**). Does not execute the run.
+
+        Raises ``ConfigError`` for an unknown run or task, or a task that is not COMPLETED;
+        ``RunBusyError`` while the run executes.
+        """
+        self.get_run(run_id)
+        self.runner.invalidate(run_id, task_id)
+        return Run(self, run_id)
+
+    async def complete(self, run_id: str, task_id: str, value: Any) -> Run:
+        """Override a failed task's output with ``value`` and continue the run (the log's
+        **Complete with value**): the task becomes COMPLETED with ``value`` as its output, then
+        the run executes again, replaying it; other ERRORED tasks of a failed run run again
+        as on :meth:`retry`.
+
+        Raises ``ConfigError`` for an unknown run or task, or a task that did not fail
+        (ERRORED, or WAITING for its next retry); ``TaskOutputError`` for a value that cannot
+        be stored as JSON; ``RunBusyError`` while the run executes.
+        """
+        self.get_run(run_id)
+        await self._host.run_async(self.runner.complete(run_id, task_id, value))
+        return Run(self, run_id)
+
     # -- key-value store ----------------------------------------------------------------------
     @property
     def store(self) -> ClientKeyValueStore:

@@ -131,17 +131,22 @@ def summary_line(run: dict[str, Any]) -> str:
 Journals = dict[int, list[Any]]
 
 
+Row = tuple[dict[str, Any], str, int, Any]
+
+
 def _execution_rows(
     run: dict[str, Any], tasks: list[dict[str, Any]], journals: Journals
-) -> list[tuple[dict[str, Any], list[tuple[dict[str, Any], str, int]]]]:
-    """Per recorded execution: its summary and the rows of the tasks it visited."""
+) -> list[tuple[dict[str, Any], list[Row]]]:
+    """Per recorded execution: its summary and the rows of the tasks it visited, each
+    ``(task, outcome, attempts, error then)`` — the error the journal recorded in that
+    execution, not the task's latest (history is immutable, SPEC §8)."""
     by_id = {t["id"]: t for t in tasks}
     sections = []
     for entry in run.get("history") or []:
         rows = [
-            (by_id[task_id], outcome, attempts)
-            for task_id, outcome, attempts in journals.get(entry["n"], [])
-            if task_id in by_id
+            (by_id[item[0]], item[1], item[2], item[3] if len(item) > 3 else None)
+            for item in journals.get(entry["n"], [])
+            if item[0] in by_id
         ]
         rows.sort(key=lambda row: row[0].get("seq", 0))
         sections.append((entry, rows))
@@ -182,17 +187,17 @@ def render_text(run: dict[str, Any], tasks: list[dict[str, Any]], journals: Jour
     depths = _depths(tasks)
     lines = [summary_line(run), *(f"Status: {status_text(st)}" for st in current_statuses(tasks))]
     for entry, rows in _execution_rows(run, tasks, journals):
-        counts = {k: sum(1 for _, o, _ in rows if o == k) for k in ("ran", "replayed")}
+        counts = {k: sum(1 for row in rows if row[1] == k) for k in ("ran", "replayed")}
         lines.append(
             f"── execution {entry['n']} · {entry['status']} · {counts['ran']} ran, "
             f"{counts['replayed']} replayed · {_ms(entry['ended_at'] - entry['started_at'])}"
         )
-        for task, outcome, attempts in rows:
+        for task, outcome, attempts, error_then in rows:
             symbol, word = OUTCOME_MARKS.get(outcome, ("·", outcome))
             indent = "  " * (depths.get(task["id"], 0) + 1)
             detail = ""
-            if outcome in ("failed", "retry") and task.get("error"):
-                err = task["error"]
+            err = error_then or task.get("error")
+            if outcome in ("failed", "retry") and err:
                 detail = f"  {err.get('name')}: {_short(err.get('message'), 60)}"
             elif outcome == "waiting":
                 detail = _waiting_detail(task)
@@ -247,12 +252,13 @@ def render_html(run: dict[str, Any], tasks: list[dict[str, Any]], journals: Jour
             f'<tr><td colspan=6 style="border-top:1px solid #ccc"><i>execution {entry["n"]} · '
             f'{esc(entry["status"])}</i></td></tr>'
         )
-        for task, outcome, attempts in rows:
+        for task, outcome, attempts, error_then in rows:
             symbol, word = OUTCOME_MARKS.get(outcome, ("·", outcome))
             pad = "&nbsp;" * 4 * depths.get(task["id"], 0)
             detail = ""
-            if task.get("error") and outcome in ("failed", "retry"):
-                detail = f"{task['error'].get('name')}: {task['error'].get('message')}"
+            err = error_then or task.get("error")
+            if err and outcome in ("failed", "retry"):
+                detail = f"{err.get('name')}: {err.get('message')}"
             elif _shows_output(task):
                 detail = _short(_output_of(task), 120)
             tcol = STATUS_COLOURS.get(task["status"], "#333")

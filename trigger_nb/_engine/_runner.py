@@ -29,6 +29,7 @@ from .._store import LEASE_TTL, Repository
 from ._control import Canceled, ControlFlow
 from ._execution import CALLBACK_TIMEOUT_MESSAGE, Execution
 from ._jobs import JobDefinition, make_context
+from ._overrides import complete_task, invalidate_task
 from ._states import RUN_FINISHED, RunStatus, TaskStatus, advance_run, advance_task
 
 log = logging.getLogger("trigger_nb")
@@ -141,6 +142,7 @@ class Runner:
             run["updated_at"] = now
             run["wake_at"] = None
             run["cancel_requested"] = False
+            run.pop("invalidated", None)  # this execution runs them again
             if reset_errored:
                 run["error"] = None
             self.repo.save_run(run)
@@ -422,6 +424,21 @@ class Runner:
                     self.repo.save_task(task)
             self._save_run(run)
         return run
+
+    # -- hand edits (the log's Invalidate / Complete with value) ---------------------------
+    def invalidate(self, run_id: str, task_id: str) -> dict[str, Any]:
+        """Forget a COMPLETED task so the next execution runs it again (see ``_overrides``)."""
+        run = invalidate_task(self.repo, run_id, task_id, executing_here=run_id in self._active)
+        self._notify_run(run)
+        return run
+
+    async def complete(self, run_id: str, task_id: str, value: Any) -> dict[str, Any]:
+        """Give a failed task ``value`` as its output, then continue the run (replay)."""
+        async with self._lock(run_id):
+            task = complete_task(self.repo, run_id, task_id, value, executing_here=run_id in self._active)
+            if self.bus.active:
+                self.bus.emit(Notice("task", run_id, task=task))
+            return await self._execute_locked(run_id, None)
 
     # -- completing waiting tasks from outside (callbacks, operations, events) -------------
     def resolve_task(
