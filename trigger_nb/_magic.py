@@ -26,6 +26,7 @@ CELL_USAGE = (
 )
 LINE_USAGE = textwrap.dedent(
     """\
+    %job                                   table of runs (interactive in a notebook)
     %job list [--job ID] [--status S]      table of runs
     %job show RUN_ID                       a run's log
     %job retry RUN_ID                      execute a failed run again
@@ -35,7 +36,8 @@ LINE_USAGE = textwrap.dedent(
     %job server [--start]                  receiver address, state and events token
     %job send NAME [--payload TEXT] [--id ID] [--deliver-after S]   send an event
     %job events [--name N]                 stored events: delivery, cancelation, runs started
-    %job config [--dir PATH] [--public-url URL]"""
+    %job config [--dir PATH] [--public-url URL]
+    %job help                              this list"""
 )
 
 
@@ -142,9 +144,8 @@ class JobMagics(Magics):
     # -- %job -------------------------------------------------------------------------------
     def _line(self, line: str) -> Any:
         words = line.split(None, 1)
-        if not words:
-            print(LINE_USAGE)
-            return None
+        if not words:  # a bare %job: the runs table (SPEC §8); the usage is `%job help`
+            return self._cmd_list("")
         command, rest = words[0], (words[1] if len(words) > 1 else "")
         handler = getattr(self, f"_cmd_{command.replace('-', '_')}", None)
         if handler is None:
@@ -157,12 +158,16 @@ class JobMagics(Magics):
             raise ConfigError(f"Usage: %job {command} RUN_ID")
         return parsed.positional[0]
 
-    def _cmd_list(self, rest: str) -> None:
-        parsed = parse_line(rest, {"job": "word", "status": "word"}, usage="%job list [--job ID] [--status S]")
-        runs = default_client().runs(job_id=parsed.options.get("job"), status=parsed.options.get("status"))
-        from ._display import runs_table
+    def _cmd_help(self, rest: str) -> None:
+        print(LINE_USAGE)
 
-        print(runs_table([run.record for run in runs]))
+    def _cmd_list(self, rest: str) -> Any:
+        parsed = parse_line(rest, {"job": "word", "status": "word"}, usage="%job list [--job ID] [--status S]")
+        client = default_client()
+        client.runs(status=parsed.options.get("status"))  # ConfigError for an unknown status, now
+        from ._notebook._views import RunsListing
+
+        return RunsListing(client, job_id=parsed.options.get("job"), status=parsed.options.get("status"))
 
     def _cmd_show(self, rest: str) -> Any:
         return default_client().get_run(self._one_run_id(rest, "show"))

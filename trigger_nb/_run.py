@@ -199,9 +199,9 @@ class Run:
         return summary_line(self.record)
 
     def _repr_html_(self) -> str:
-        from ._display import render_html
+        from ._notebook._views import static_run_html
 
-        return render_html(self.record, self._client.repo.load_tasks(self.id), self._journals())
+        return static_run_html(self)
 
     def _journals(self) -> dict[int, list[Any]]:
         return self._client.repo.load_journals(self.id)
@@ -210,9 +210,13 @@ class Run:
         printer.text(self.summary() if self._quiet else self.log())
 
     def _ipython_display_(self) -> None:
-        from ._display import show_live
+        from ._notebook._views import display_run
 
-        show_live(self, quiet=self._quiet)
+        # In a kernel: the live task-log widget (SPEC §8); elsewhere text / static HTML.
+        if self._quiet or not display_run(self):
+            from ._display import show_live
+
+            show_live(self, quiet=self._quiet)
 
     def __repr__(self) -> str:
         try:
