@@ -308,7 +308,8 @@ function render({ model, el }) {
     const live = view.run.status === "EXECUTING";
     if (live && (!segs.length || segs[segs.length - 1].e < t - 0.001)) segs.push({ n: view.latest, s: view.run.started_at && segs.length ? segs[segs.length - 1].e : (view.run.started_at || t), e: t });
     if (!segs.length) segs = [{ n: view.latest, s: view.run.started_at || t, e: t }];
-    const gap = segs.length > 1 ? 18 : 0;
+    if (view.run.status === "WAITING") segs.push({ waiting: true, s: segs[segs.length - 1].e + 1e-6, e: t });
+    const gap = segs.length > 1 ? 18 : 0; // (the waiting tail follows its execution directly)
     const total = segs.reduce((a, g) => a + Math.max(0, g.e - g.s), 0) || 1;
     const weights = segs.map((g) => Math.max(g.e - g.s, total * 0.15));
     const sumW = weights.reduce((a, b) => a + b, 0);
@@ -347,8 +348,8 @@ function render({ model, el }) {
     axis.segs.forEach((g, i) => {
       svg.appendChild(s("rect", { x: g.x, y: 12, width: Math.max(1, g.w), height: 2, class: "tnb-tl-active" }));
       svg.appendChild(s("line", { x1: g.x, x2: g.x, y1: 0, y2: height, class: "tnb-tl-exec" }));
-      svg.appendChild(s("text", { x: g.x + 3, y: 10, class: "tnb-tl-label" }, `exec ${g.n} · ${seconds(g.e - g.s)}`));
-      if (i > 0) {
+      svg.appendChild(s("text", { x: g.x + 3, y: 10, class: "tnb-tl-label" }, g.waiting ? `waiting · ${seconds(g.e - g.s)}` : `exec ${g.n} · ${seconds(g.e - g.s)}`));
+      if (i > 0 && !g.waiting) {
         const gx = axis.segs[i - 1].x + axis.segs[i - 1].w;
         const idle = g.s - axis.segs[i - 1].e;
         const gapRect = s("rect", { x: gx, y: 0, width: axis.gap, height, class: "tnb-tl-gap" });
