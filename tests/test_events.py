@@ -16,7 +16,7 @@ from _support import poll
 from IPython.utils.capture import capture_output
 
 from trigger_nb import EventFilterError, PayloadError, TriggerClient, event_trigger
-from trigger_nb._backend import events_token
+from trigger_nb._receiver._backend import events_token
 
 
 def define_waiter(client: TriggerClient, spec: dict[str, Any], **options: Any) -> None:
@@ -499,7 +499,7 @@ def test_a_manual_retry_of_a_timed_out_wait_waits_again(client: TriggerClient) -
 def test_in_a_real_kernel_triggered_runs_run_between_cells_and_the_view_updates(
     tmp_path: Path,
 ) -> None:
-    from trigger_nb._notebook_runner import KernelSession
+    from trigger_nb._notebook._notebook_runner import KernelSession
 
     with KernelSession(
         cwd=str(tmp_path), env={"TRIGGER_NB_DIR": str(tmp_path / "kstore")}

@@ -16,6 +16,7 @@ from _support import poll
 from IPython.utils.capture import capture_output
 
 from trigger_nb import ConfigError, TriggerClient, cron_trigger, interval_trigger
+from trigger_nb._notebook._trigger_view import TriggerView
 
 
 def define_ticker(client: TriggerClient, version: str, seconds: float = 1) -> None:
@@ -76,7 +77,7 @@ def test_a_run_id_per_tick_and_the_schedule_record(client: TriggerClient) -> Non
     assert record["last_timestamp"] >= first["ts"]
     assert record["next_due"] > epoch(first["ts"])
     # The run id is derived from (job, tick time): the same tick can never start twice.
-    from trigger_nb._eventlog import trigger_run_id
+    from trigger_nb._events._eventlog import trigger_run_id
 
     assert run.id == trigger_run_id("ticker", "schedule", first["ts"])
 
@@ -167,7 +168,7 @@ def test_cron_jobs_are_scheduled_on_the_next_utc_match(client: TriggerClient) ->
     assert (when.hour, when.minute, when.second) == (3, 0, 0)
     assert 0 < due - time.time() <= 24 * 3600
     assert client.runs(job_id="nightly") == []
-    view = client.trigger_view("nightly")
+    view = TriggerView(client, "nightly")
     assert (
         "cron 0 3 * * * (UTC)" in view.text() and when.isoformat(timespec="seconds") in view.text()
     )

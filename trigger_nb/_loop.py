@@ -4,8 +4,8 @@ Every execution of every run of a client happens on one loop, its *home*:
 
 * inside a Jupyter kernel, the kernel's own loop (it runs forever, so suspended runs resume in
   the background between cells, and widget/comm traffic shares the thread); a sync caller on
-  that loop (the ``%%job`` magic, ``run.result()``) blocks with nest-asyncio's re-entrant
-  ``run_until_complete``;
+  that loop (the ``%%job`` magic, ``run.result()``) blocks with a re-entrant
+  ``run_until_complete`` (``nest_asyncio2``, see :func:`_make_reentrant`);
 * anywhere else (terminal IPython, scripts, ``asyncio.run`` programs), a private daemon thread
   running its own loop, started lazily — ``import trigger_nb`` starts nothing.
 
@@ -18,7 +18,7 @@ import asyncio
 import concurrent.futures
 import sys
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -44,6 +44,23 @@ def _kernel_loop() -> asyncio.AbstractEventLoop | None:
         except RuntimeError:
             return None
     return None
+
+
+def _make_reentrant(loop: asyncio.AbstractEventLoop) -> None:
+    """Let a sync caller on ``loop`` block in ``loop.run_until_complete`` (idempotent).
+
+    ``nest_asyncio2``, not the unmaintained ``nest_asyncio``: ipykernel 7 runs every queued cell
+    as a task in one shared ``contextvars.Context``. Under ``nest_asyncio`` the nested
+    ``run_until_complete`` steps the *next* queued cell's task inside the current one; entering the
+    already-entered context fails ("cannot enter context"), the step is dropped and every cell
+    queued behind a ``%%job`` cell never replies (JupyterLab's *Run All*). ``nest_asyncio2`` >= 1.7.4
+    skips re-entering a context that is already entered (SPEC §2, "Run All works").
+    """
+    if getattr(loop, "_nest_asyncio2", None) is not None:
+        return
+    import nest_asyncio2
+
+    nest_asyncio2.apply(loop)
 
 
 class LoopHost:
@@ -100,9 +117,7 @@ class LoopHost:
             running = None
         if running is loop:
             # A sync caller on the kernel's loop (a magic, run.result() in a cell).
-            import nest_asyncio
-
-            nest_asyncio.apply(loop)
+            _make_reentrant(loop)
             return loop.run_until_complete(asyncio.wait_for(coro, timeout))
         future = asyncio.run_coroutine_threadsafe(coro, loop)
         try:
@@ -110,6 +125,15 @@ class LoopHost:
         except concurrent.futures.TimeoutError:
             future.cancel()
             raise TimeoutError(f"timed out after {timeout} s") from None
+
+    def call_sync(self, fn: Callable[[], T], timeout: float | None = None) -> T:
+        """Call ``fn()`` on the home loop and block until it returned (``TimeoutError`` after
+        ``timeout`` seconds): for sync teardown that must not race the loop's callbacks."""
+
+        async def call() -> T:
+            return fn()
+
+        return self.run_sync(call(), timeout)
 
     async def run_async(self, coro: Coroutine[Any, Any, T]) -> T:
         """Await ``coro`` on the home loop, from whatever loop the caller is on."""

@@ -21,8 +21,8 @@ def _client(directory: str | None) -> TriggerClient:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Execute the quickstart job twice, each time in a fresh kernel, on one new store."""
-    from ._demo import CELLS
-    from ._notebook_runner import cell_text_outputs, execute_notebook, notebook_from_cells
+    from ._notebook._demo import CELLS
+    from ._notebook._notebook_runner import cell_text_outputs, execute_notebook, notebook_from_cells
 
     store = args.dir or tempfile.mkdtemp(prefix="trigger_nb_demo_")
     print(f"trigger_nb demo — store: {store}\n")
@@ -36,7 +36,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from ._display import runs_table
+    from ._notebook._display import runs_table
 
     client = _client(args.dir)
     try:
@@ -61,8 +61,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from ._backend import events_token
     from ._client import TriggerClient
+    from ._receiver._backend import events_token
 
     client = TriggerClient(dir=args.dir, host=args.host, port=args.port, public_url=args.public_url)
     stop = threading.Event()

@@ -1,4 +1,8 @@
-"""The replay engine: task/run state machine, one execution's replay, and the runner."""
+"""The engine: task/run state machine, one execution's replay, the runner, and the notice bus.
+
+May import: the store and the shared leaves only — never ``_io``, ``_events``, ``_receiver``,
+``_notebook``, the client or the run handle (views learn of progress from the bus).
+"""
 
 from ._control import Canceled, ControlFlow, Suspend, is_control_flow
 from ._execution import CALLBACK_TIMEOUT_MESSAGE, Execution, TaskHandle, TaskSpec, current_parent

@@ -31,13 +31,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._events import EventBus, Notice
 from .._exceptions import CallbackTimeoutError, DuplicateTaskKeyError, TaskError, TaskOutputError
 from .._keys import display_key, idempotency_key, task_id_for
 from .._serde import DEFAULT_OUTPUT_LIMIT, encode_output, error_record, jsonable_for_display
 from .._store import Repository
 from ..retry import calculate_retry_at
+from ._bus import Notice, NoticeBus
 from ._control import Canceled, ControlFlow, ExecutionClosing, Suspend
+from ._journal import failure_entry
 from ._states import TaskStatus, advance_task
 
 #: The id of the task whose callback is running: parent of any task started inside it (v2 §2.9).
@@ -152,7 +153,7 @@ class Execution:
         tasks: list[dict[str, Any]],
         *,
         repo: Repository,
-        bus: EventBus,
+        bus: NoticeBus,
         number: int,
         reset_errored: bool = False,
         output_limit: int = DEFAULT_OUTPUT_LIMIT,
@@ -176,9 +177,7 @@ class Execution:
         self._next_seq = max((t.get("seq", 0) for t in tasks), default=0) + 1
         self.visited: set[str] = set()
         #: What happened to each task in this execution, in order: ``[task_id, outcome,
-        #: attempts]`` with outcome ``ran | replayed | failed | retry | waiting``; ``failed`` and
-        #: ``retry`` entries carry a 4th element, the error as it was *then* (the task record
-        #: keeps only its latest error, and a history view must not show today's, SPEC §8).
+        #: attempts(, error then)]``, outcome ``ran | replayed | failed | retry | waiting``.
         self.journal: list[list[Any]] = []
         self.started_at = clock()
         self.suspensions: list[Suspend] = []
@@ -216,7 +215,7 @@ class Execution:
                     self.bus.emit(Notice("task", self.run_id, task=record, data={"replayed": True}))
                 return self._stored_output(record, spec.parse_output)
             if status == TaskStatus.ERRORED and not self.reset_errored:
-                self.journal.append(_failure_entry(record, "failed"))
+                self.journal.append(failure_entry(record, "failed"))
                 raise self._task_error(record, None)
         self._inflight += 1
         try:
@@ -421,9 +420,7 @@ class Execution:
         if retry_at is None:
             return self._fail(record, error)
         advance_task(record, TaskStatus.WAITING)
-        record["retry_at"] = retry_at
-        if spec.retry is not None:  # "attempt N of M" in the log (SPEC §8)
-            record["retry_limit"] = spec.retry.get("limit")
+        record["retry_at"], record["retry_limit"] = retry_at, (spec.retry or {}).get("limit")  # "attempt N of M"
         record["error"] = error_record(error)
         self._save(record)
         self._suspend(record, retry_at, "retry")
@@ -446,7 +443,7 @@ class Execution:
         record["ran_in"] = self.number
         record.pop("callback_pending", None)
         self._save(record)
-        self.journal.append(_failure_entry(record, "failed"))
+        self.journal.append(failure_entry(record, "failed"))
         raise self._task_error(record, original) from original
 
     def _task_error(self, record: dict[str, Any], original: BaseException | None) -> TaskError:
@@ -513,7 +510,7 @@ class Execution:
                 return self._stored_output(stored, parse_output)
             if stored is not None and stored["status"] == TaskStatus.ERRORED:
                 self.records[record["idempotency_key"]] = stored
-                self.journal.append(_failure_entry(stored, "failed"))
+                self.journal.append(failure_entry(stored, "failed"))
                 raise self._task_error(stored, None)
         self._suspend(record, record.get("external_timeout_at"), "external")
 
@@ -579,10 +576,8 @@ class Execution:
     def _suspend(self, record: dict[str, Any], due_at: float | None, reason: str) -> None:
         signal = Suspend(record["id"], due_at, reason)
         self.suspensions.append(signal)
-        if reason == "retry":
-            self.journal.append(_failure_entry(record, "retry"))
-        else:
-            self.journal.append([record["id"], "waiting", record["attempts"]])
+        waiting = [record["id"], "waiting", record["attempts"]]
+        self.journal.append(failure_entry(record, "retry") if reason == "retry" else waiting)
         raise signal
 
     def _stored_output(self, record: dict[str, Any], parse_output: Callable[[Any], Any] | None) -> Any:
@@ -593,20 +588,6 @@ class Execution:
             text = record.get("output_json")
             value = None if text is None else json.loads(text)
         return parse_output(value) if parse_output is not None else value
-
-
-#: A journal keeps at most this much of an error's stack (the user's frames come last).
-JOURNAL_STACK_CHARS = 2000
-
-
-def _failure_entry(record: dict[str, Any], outcome: str) -> list[Any]:
-    """A journal entry with the error as it is now (immutable history, SPEC §8)."""
-    error = record.get("error") or {}
-    snapshot = {"name": error.get("name"), "message": error.get("message")}
-    stack = error.get("stack")
-    if stack:
-        snapshot["stack"] = stack[-JOURNAL_STACK_CHARS:]
-    return [record["id"], outcome, record["attempts"], snapshot]
 
 
 def _to_epoch(when: Any) -> float:

@@ -22,13 +22,14 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .._events import EventBus, Notice
 from .._exceptions import ConfigError, RunBusyError, TaskError, TaskOutputError
 from .._serde import DEFAULT_OUTPUT_LIMIT, encode_output, error_record
 from .._store import LEASE_TTL, Repository
+from ._bus import Notice, NoticeBus
 from ._control import Canceled, ControlFlow
 from ._execution import CALLBACK_TIMEOUT_MESSAGE, Execution
 from ._jobs import JobDefinition, make_context
+from ._operations import OperationContext
 from ._overrides import complete_task, invalidate_task
 from ._states import RUN_FINISHED, RunStatus, TaskStatus, advance_run, advance_task
 
@@ -44,7 +45,7 @@ class Runner:
     def __init__(
         self,
         repo: Repository,
-        bus: EventBus,
+        bus: NoticeBus,
         jobs: Mapping[str, JobDefinition],
         *,
         make_io: Callable[[Execution, JobDefinition], Any],
@@ -534,7 +535,7 @@ class Runner:
         task_id = record["id"]
         if task_id in self._operations:
             return
-        context = OperationContext(self, dict(record))
+        context = OperationContext(self.repo, self.bus, dict(record))
         self._operations[task_id] = self.spawn(self._run_operation(context, operation))
 
     async def _run_operation(self, context: OperationContext, operation: Callable[[Any], Any]) -> None:
@@ -591,51 +592,3 @@ class Runner:
         self._timers.clear()
         for task in list(self._background):
             task.cancel()
-
-
-class OperationContext:
-    """Handed to a background operation: the task record and a way to log attempts.
-
-    ``record_attempt(params)`` stores a completed child entry under the task (a poll attempt,
-    a fetch retry) so the log shows each one as it happens.
-    """
-
-    def __init__(self, runner: Runner, task: dict[str, Any]) -> None:
-        self.runner = runner
-        self.task = task
-        self.attempts = 0
-
-    def record_attempt(self, name: str, params: Any, *, status: str = TaskStatus.COMPLETED) -> dict[str, Any]:
-        from .._keys import idempotency_key, task_id_for
-
-        self.attempts += 1
-        task = self.task
-        key = idempotency_key(task["run_id"], task["id"], ["attempt", self.attempts])
-        now = time.time()
-        record = {
-            "id": task_id_for(key),
-            "run_id": task["run_id"],
-            "idempotency_key": key,
-            "cache_key": ["attempt", self.attempts],
-            "display_key": f"attempt-{self.attempts}",
-            "parent_id": task["id"],
-            "name": name,
-            "icon": None,
-            "kind": "attempt",
-            "noop": True,
-            "status": status,
-            "attempts": 1,
-            "seq": task.get("seq", 0) + self.attempts / 100000,
-            "params": params,
-            "started_at": now,
-            "completed_at": now,
-            "output_json": None,
-            "output_encoding": None,
-            "error": None,
-            "callback_url": None,
-            "background": True,
-        }
-        self.runner.repo.save_task(record)
-        if self.runner.bus.active:
-            self.runner.bus.emit(Notice("task", task["run_id"], task=record))
-        return record

@@ -1,8 +1,8 @@
 """What each control of the task log does, as calls of the public client API (SPEC §8).
 
-The widget sends ``{"cmd": ..., "run_id": ..., "task_id": ..., "value": ...}``; :func:`perform`
-does exactly what a script would do with the same client, so a click and a line of code
-behave the same. ``value`` is the text of the JSON area beside Send / Send event / Complete
+The widget sends ``{"cmd": ..., "task_id": ..., "value": ...}``; :func:`perform` does exactly
+what a script would do with the run's handle (``run.retry()``, ``run.complete(task_id, value)``
+…, each the client method of the same name), so a click and a line of code behave the same. ``value`` is the text of the JSON area beside Send / Send event / Complete
 with value: invalid JSON raises :class:`PayloadError` and nothing is sent.
 """
 
@@ -10,12 +10,28 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .._exceptions import ConfigError, PayloadError, TriggerNbError
 
-if TYPE_CHECKING:
-    from .._client import TriggerClient
+
+class Run(Protocol):
+    """What the task log needs of a run handle (``trigger_nb.Run`` has it). A protocol, not an
+    import: ``Run`` draws itself with this package, so this package must not import it."""
+
+    id: str
+
+    def records(self) -> tuple[dict[str, Any], list[dict[str, Any]], dict[int, list[Any]]]: ...
+    def subscribe(self, listener: Any) -> Any: ...
+    @property
+    def tasks(self) -> list[dict[str, Any]]: ...
+    async def retry(self) -> Any: ...
+    async def resume(self) -> Any: ...
+    async def cancel(self) -> Any: ...
+    def invalidate(self, task_id: str) -> Any: ...
+    async def complete(self, task_id: str, value: Any) -> Any: ...
+    async def send_event(self, event: dict[str, Any]) -> Any: ...
+
 
 #: Seconds a Send (the POST to the callback URL) may take.
 SEND_TIMEOUT = 10.0
@@ -43,11 +59,11 @@ def parse_json_text(text: Any) -> Any:
         raise PayloadError(f"Invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}).") from None
 
 
-def _task(client: TriggerClient, run_id: str, task_id: str) -> dict[str, Any]:
-    for task in client.get_run(run_id).tasks:
+def _task(run: Run, task_id: str) -> dict[str, Any]:
+    for task in run.tasks:
         if task["id"] == task_id:
             return task
-    raise ConfigError(f"Run {run_id} has no task {task_id!r} any more.")
+    raise ConfigError(f"Run {run.id} has no task {task_id!r} any more.")
 
 
 async def _post_callback(url: str, body: Any) -> None:
@@ -62,34 +78,34 @@ async def _post_callback(url: str, body: Any) -> None:
         raise TriggerNbError("This callback was already completed (the first POST wins).")
 
 
-async def perform(client: TriggerClient, message: dict[str, Any]) -> None:
-    """Do what one control asks. Raises ``TriggerNbError`` subclasses with a message for
-    the user (shown inline beside the control)."""
+async def perform(run: Run, message: dict[str, Any]) -> None:
+    """Do what one control asks, through the run handle's public methods (each the client's
+    method of the same name). Raises ``TriggerNbError`` subclasses with a message for the
+    user (shown inline beside the control)."""
     cmd = message.get("cmd")
-    run_id = str(message.get("run_id") or "")
     task_id = str(message.get("task_id") or "")
     if cmd == "retry":
-        await client.retry(run_id)
+        await run.retry()
     elif cmd in ("retry_now", "resume_now"):
-        await client.resume(run_id)
+        await run.resume()
     elif cmd == "cancel":
-        await client.cancel(run_id)
+        await run.cancel()
     elif cmd == "invalidate":
-        client.invalidate(run_id, task_id)
+        run.invalidate(task_id)
     elif cmd == "complete":
-        await client.complete(run_id, task_id, parse_json_text(message.get("value")))
+        await run.complete(task_id, parse_json_text(message.get("value")))
     elif cmd == "send":
         body = parse_json_text(message.get("value"))
-        url = _task(client, run_id, task_id).get("callback_url")
+        url = _task(run, task_id).get("callback_url")
         if not url:
             raise ConfigError("This task has no callback URL (it is not waiting for a request).")
         await _post_callback(url, body)
     elif cmd == "send_event":
         payload = parse_json_text(message.get("value"))
-        names = (_task(client, run_id, task_id).get("params") or {}).get("names") or []
+        names = (_task(run, task_id).get("params") or {}).get("names") or []
         if not names:
             raise ConfigError("This task is not waiting for an event.")
-        await client.send_event({"name": names[0], "payload": payload})
+        await run.send_event({"name": names[0], "payload": payload})
     else:
         raise ConfigError(f"Unknown command {cmd!r}.")
 

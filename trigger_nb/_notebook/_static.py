@@ -185,3 +185,43 @@ def render_runs_html(view: dict[str, Any]) -> str:
         out.append(f"<div>… and {view['total'] - MAX_ROWS:,} more runs</div>")
     out.append("</div>")
     return "".join(out)
+
+
+def render_run_text(view: dict[str, Any]) -> str:
+    """The task log as text from the view model: what the widget's display bundle carries as
+    ``text/plain`` (grouped like the widget, so it stays small for large runs)."""
+    run = view["run"]
+    now = view.get("now") or time.time()
+    progress = run["progress"]
+    lines = [
+        f"Run {run['id']} · job {run['job_id']} {run.get('job_version') or ''} · {run['status']} · "
+        f"{run['executions']} execution{'s' if run['executions'] != 1 else ''} · active "
+        f"{seconds_text(run['active'])} · span {seconds_text(run['span'])} · "
+        f"{progress['done']} of {progress['seen']} tasks finished",
+        *(f"Status: {s['label']}" + (f" [{s['state']}]" if s.get("state") else "") for s in run["statuses"]),
+    ]
+    for row in view["rows"][:MAX_ROWS]:
+        indent = "  " * (row["depth"] + 1)
+        symbol = SYMBOLS.get(row["status"], "·")
+        if row["type"] == "group":
+            counts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(row["counts"].items()))
+            replayed = f", {row['replayed']} replayed" if row["replayed"] else ""
+            lines.append(f"{indent}{symbol} {row['name']} × {row['count']}  ({counts}{replayed})")
+            continue
+        mark = "replayed" if row["replayed"] else (row.get("outcome") or "")
+        attempts = "" if row["noop"] else f"attempt {row['attempts']}"
+        lines.append(f"{indent}{symbol} {row['key']:<24} {row['name']:<14} {row['status']:<9} {mark:<9} {attempts}".rstrip())
+        if row.get("error"):
+            lines.append(f"{indent}    {row['error']['name']}: {row['error']['message']}")
+        if row.get("wait"):
+            lines.append(f"{indent}    {wait_text(row['wait'], now)}")
+    if len(view["rows"]) > MAX_ROWS:
+        lines.append(f"  … and {len(view['rows']) - MAX_ROWS} more rows")
+    if run.get("output") is not None:
+        lines.append(f"Output: {run['output']}")
+    error = run.get("error")
+    if error:
+        where = f" in task {error['task']!r}" if error.get("task") else ""
+        lines.append(f"Error{where}: {error['name']}: {error['message']}")
+        lines.extend("  " + line for line in (error.get("stack") or "").splitlines())
+    return "\n".join(lines)

@@ -26,8 +26,8 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from .._display import current_statuses, redact_paths
 from .._engine import RUN_FINISHED, RunStatus, TaskStatus
+from ._display import current_statuses, redact_paths
 
 #: Siblings with one name, this many or more in a row, collapse into a group.
 GROUP_MIN = 5
@@ -427,7 +427,7 @@ def run_view(
     error = run.get("error") if run["status"] == RunStatus.FAILURE else None
     output = None
     if run["status"] == RunStatus.SUCCESS and run.get("output_json") is not None:
-        output = _cut(json.dumps(json.loads(run["output_json"]), ensure_ascii=False, indent=2), 4000)
+        output = _cut(json.dumps(json.loads(run["output_json"]), ensure_ascii=False), 4000)
     return {
         "kind": "run",
         "now": now,

@@ -1,4 +1,4 @@
-"""The live task log and runs table: one ``anywidget`` model each (SPEC §8).
+"""The live task log: one ``anywidget`` model (SPEC §8); the runs table reuses it.
 
 Why one model and not a tree of stock ipywidgets: measured here, 1,000 rows of stock widgets
 (an HBox of four per row) cost 2.0 s, 14,005 comm messages and 9.5 MB to create, while one
@@ -27,19 +27,19 @@ import anywidget
 import traitlets
 
 from .._engine import RUN_FINISHED
+from .._exceptions import ConfigError
 from . import _controls
-from ._static import render_run_html, render_runs_html
-from ._viewmodel import run_view, runs_view
-from ._views import run_records
+from ._static import render_run_html, render_run_text
+from ._viewmodel import run_view
 
 if TYPE_CHECKING:
-    from .._client import TriggerClient
+    from ._controls import Run
 
 _HERE = pathlib.Path(__file__).parent
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
 
-class _Throttle:
+class Throttle:
     """Calls ``render`` after notices: batched, at most every ``interval`` seconds, where the
     interval adapts to 10x the last render's cost; ``now=True`` renders at once."""
 
@@ -74,7 +74,7 @@ class _Throttle:
             self._interval = max(self.MIN_INTERVAL, 10 * (self._last - started))
 
 
-class _LogWidget(anywidget.AnyWidget):
+class LogWidget(anywidget.AnyWidget):
     """The one model: ``state`` is the whole view (see ``_viewmodel``)."""
 
     _esm = _HERE / "tasklog.js"
@@ -85,22 +85,21 @@ class _LogWidget(anywidget.AnyWidget):
 class RunPage:
     """One run's log: its UI state (execution shown, open groups, expanded rows) and view."""
 
-    def __init__(self, client: TriggerClient, run_id: str) -> None:
-        self.client = client
-        self.run_id = run_id
+    def __init__(self, run: Run) -> None:
+        self.run = run
         self.execution: int | None = None
         self.open_groups: set[str] = set()
         self.expanded: set[str] = set()
 
     def view(self) -> dict[str, Any]:
-        repo = self.client.repo
-        run = repo.load_run(self.run_id)
-        if run is None:
-            return {"kind": "gone", "run_id": self.run_id}
+        try:
+            record, tasks, journals = self.run.records()
+        except ConfigError:  # forgotten meanwhile
+            return {"kind": "gone", "run_id": self.run.id}
         return run_view(
-            run,
-            repo.load_tasks(self.run_id),
-            repo.load_journals(self.run_id),
+            record,
+            tasks,
+            journals,
             execution=self.execution,
             open_groups=self.open_groups,
             expanded=self.expanded,
@@ -128,23 +127,24 @@ class TaskLog:
     text). ``close()`` stops observing the run.
     """
 
-    def __init__(self, client: TriggerClient, run_id: str) -> None:
-        self.client = client
-        self.page = RunPage(client, run_id)
-        self.widget = _LogWidget(state=self.page.view())
+    def __init__(self, run: Run) -> None:
+        self.page = RunPage(run)
+        self.widget = LogWidget(state=self.page.view())
         self.widget.on_msg(self._on_msg)
         self._handle: Any = None
-        self._throttle = _Throttle(self._render)
-        self._unsubscribe = client.bus.subscribe(self._on_notice, run_id=run_id)
+        self._throttle = Throttle(self._render)
+        self._unsubscribe = run.subscribe(self._on_notice)
 
     # -- display -------------------------------------------------------------------------
     def bundle(self) -> dict[str, Any]:
         state = self.widget.state
-        summary = _summary_text(state)
-        html = render_run_html(state) if state.get("kind") == "run" else summary
+        if state.get("kind") == "run":
+            text, html = render_run_text(state), render_run_html(state)
+        else:
+            text = html = f"Run {state.get('run_id')} is no longer in the store."
         return {
             WIDGET_MIME: {"version_major": 2, "version_minor": 1, "model_id": self.widget.model_id},
-            "text/plain": summary,
+            "text/plain": text,
             "text/html": html,
         }
 
@@ -183,13 +183,13 @@ class TaskLog:
         if self.page.ui(content):
             self.refresh()
             return
-        handle_control(self.client, self.widget, {**content, "run_id": self.page.run_id})
+        handle_control(self.page.run, self.widget, content)
 
     def close(self) -> None:
         self._unsubscribe()
 
 
-def handle_control(client: TriggerClient, widget: anywidget.AnyWidget, message: dict[str, Any]) -> None:
+def handle_control(run: Run, widget: anywidget.AnyWidget, message: dict[str, Any]) -> None:
     """Perform a control; answer the browser with ``{"type": "ack", "req", "error"}`` when done
     (the button stays disabled until then; the new state arrives through the bus)."""
     req = message.get("req")
@@ -197,104 +197,4 @@ def handle_control(client: TriggerClient, widget: anywidget.AnyWidget, message: 
     def done(error: str | None) -> None:
         widget.send({"type": "ack", "req": req, "error": error})
 
-    _controls.start(_controls.perform(client, message), done)
-
-
-class RunsTable:
-    """The runs table (``%job list``, bare ``%job``, trigger cells): filterable by status and
-    job in the browser; clicking a run opens its log below the table, live.
-
-    ``job_id`` limits it to one job's runs (a trigger cell); ``title``/``note`` head it.
-    """
-
-    LIMIT = 500
-
-    def __init__(
-        self,
-        client: TriggerClient,
-        *,
-        job_id: str | None = None,
-        status: str | None = None,
-        title: str | None = None,
-        note: Callable[[], str] | None = None,
-    ) -> None:
-        self.client = client
-        self.job_id = job_id
-        self.status = status
-        self.title = title
-        self.note = note
-        self.open: RunPage | None = None
-        self.widget = _LogWidget(state=self.view())
-        self.widget.on_msg(self._on_msg)
-        self._handle: Any = None
-        self._throttle = _Throttle(self._render)
-        self._unsubscribe = client.bus.subscribe(self._on_notice)
-
-    def view(self) -> dict[str, Any]:
-        runs = run_records(self.client, job_id=self.job_id, status=self.status)
-        view = runs_view(runs, title=self.title, note=self.note() if self.note else None, limit=self.LIMIT)
-        view["open"] = self.open.view() if self.open is not None else None
-        return view
-
-    def bundle(self) -> dict[str, Any]:
-        state = self.widget.state
-        return {
-            WIDGET_MIME: {"version_major": 2, "version_minor": 1, "model_id": self.widget.model_id},
-            "text/plain": _runs_text(state),
-            "text/html": render_runs_html(state),
-        }
-
-    def display(self) -> None:
-        from IPython.display import display
-
-        self._handle = display(self.bundle(), raw=True, display_id=True)
-
-    def _on_notice(self, notice: Any) -> None:
-        if notice.kind == "task" and (self.open is None or notice.run_id != self.open.run_id):
-            return  # the table shows runs; only the open run's tasks matter
-        self._throttle.poke(now=notice.kind == "execution" and notice.data.get("event") == "end")
-
-    def _render(self) -> None:
-        try:
-            view = self.view()
-        except Exception:
-            self.close()
-            return
-        self.widget.state = view
-        if self._handle is not None:
-            self._handle.update(self.bundle(), raw=True)
-
-    def refresh(self) -> None:
-        self._throttle.flush()
-
-    def _on_msg(self, _widget: Any, content: dict[str, Any], _buffers: Any) -> None:
-        if content.get("cmd") == "open_run":
-            run_id = content.get("run_id")
-            self.open = None if not run_id else RunPage(self.client, str(run_id))
-            self.refresh()
-            return
-        if self.open is not None and self.open.ui(content):
-            self.refresh()
-            return
-        if self.open is not None:
-            handle_control(self.client, self.widget, {**content, "run_id": self.open.run_id})
-
-    def close(self) -> None:
-        self._unsubscribe()
-
-
-def _summary_text(state: dict[str, Any]) -> str:
-    run = state.get("run")
-    if not run:
-        return f"Run {state.get('run_id')} is no longer in the store."
-    progress = run["progress"]
-    return (
-        f"Run {run['id']} · job {run['job_id']} · {run['status']} · {run['executions']} execution(s) · "
-        f"{progress['done']} of {progress['seen']} tasks finished"
-    )
-
-
-def _runs_text(state: dict[str, Any]) -> str:
-    lines = [state["title"]] if state.get("title") else []
-    lines += [f"{r['id']}  {r['job_id']}  {r['status']}  {r['executions']} execution(s)" for r in state["runs"][:50]]
-    return "\n".join(lines) or "No runs."
+    _controls.start(_controls.perform(run, message), done)

@@ -55,6 +55,10 @@ function clock(s) {
   return hh ? `${hh}:${two(mm)}:${two(ss)}` : `${mm}:${two(ss)}`;
 }
 
+function pretty(text) {
+  try { return JSON.stringify(JSON.parse(text), null, 2); } catch (e) { return text; }
+}
+
 function badge(status, text) {
   return h("span", { class: `tnb-badge tnb-st-${status}` }, `${SYMBOLS[status] || "·"} ${text || status}`);
 }
@@ -381,7 +385,7 @@ function render({ model, el }) {
       h("div", { class: "tnb-rows" }, rows.length ? rows : h("div", { class: "tnb-muted tnb-empty" }, "No tasks yet.")),
       run.error && view.shown === view.latest ? h("pre", { class: "tnb-error tnb-run-error" },
         `Error${run.error.task ? ` in task ${run.error.task}` : ""}: ${run.error.name}: ${run.error.message}${run.error.stack ? "\n" + run.error.stack : ""}`) : null,
-      run.output !== null && run.output !== undefined && view.shown === view.latest ? h("div", { class: "tnb-output" }, h("span", { class: "tnb-label" }, "Output "), h("pre", {}, run.output)) : null,
+      run.output !== null && run.output !== undefined && view.shown === view.latest ? h("div", { class: "tnb-output" }, h("span", { class: "tnb-label" }, "Output "), h("pre", {}, pretty(run.output))) : null,
       timeline(view),
       h("div", { class: "tnb-legend" },
         "replayed = the output came from the store; the task's function did not run. Code outside tasks runs again in every execution."),

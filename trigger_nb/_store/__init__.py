@@ -1,8 +1,11 @@
-"""Storage: the :class:`Store` seam, its backends, and the record layout (:class:`Repository`)."""
+"""Storage: the :class:`Store` seam, its backends, and the record layout (:class:`Repository`).
+
+May import: the shared leaves (``_exceptions``) only; everything else sits above the store.
+"""
 
 from ._base import Store
 from ._memory import MemoryStore
-from ._repository import LEASE_TTL, Repository
+from ._repository import LEASE_TTL, Repository, holder_dead
 
 
 def open_store(directory: str) -> Store:
@@ -12,4 +15,4 @@ def open_store(directory: str) -> Store:
     return DiskcacheStore(directory)
 
 
-__all__ = ["LEASE_TTL", "MemoryStore", "Repository", "Store", "open_store"]
+__all__ = ["LEASE_TTL", "MemoryStore", "Repository", "Store", "holder_dead", "open_store"]

@@ -53,7 +53,9 @@ def new_holder_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
-def _holder_dead(holder: str) -> bool:
+def holder_dead(holder: str) -> bool:
+    """Whether ``holder`` (a :func:`new_holder_id`) is a process of this host that is gone; a
+    holder on another host is never known to be dead."""
     host, _, rest = holder.partition(":")
     pid_text = rest.partition(":")[0]
     if host != socket.gethostname() or not pid_text.isdigit():
@@ -189,7 +191,7 @@ class Repository:
         now = time.time()
         lease = run.get("lease")
         if lease and lease["holder"] != self.holder and lease["expires_at"] > now:
-            if not _holder_dead(lease["holder"]):
+            if not holder_dead(lease["holder"]):
                 raise RunBusyError(
                     f"Run {run['id']} is being executed by another process ({lease['holder']}). "
                     "Wait for it to finish or suspend (use --wait / run.wait()), or stop that "

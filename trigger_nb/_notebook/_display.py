@@ -14,12 +14,24 @@ import html
 import json
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
-from ._engine import RUN_FINISHED
+from .._engine import RUN_FINISHED
 
-if TYPE_CHECKING:
-    from ._run import Run
+
+class Run(Protocol):
+    """What the live display needs of a run handle (``trigger_nb.Run`` has it). A protocol, not
+    an import: ``Run`` draws itself with this module, so this module must not import it."""
+
+    id: str
+
+    @property
+    def record(self) -> dict[str, Any]: ...
+    @property
+    def finished(self) -> bool: ...
+    def records(self) -> tuple[dict[str, Any], list[dict[str, Any]], dict[int, list[Any]]]: ...
+    def subscribe(self, listener: Callable[[Any], None]) -> Callable[[], None]: ...
 
 #: outcome in an execution → (symbol, word shown)
 OUTCOME_MARKS = {
@@ -281,11 +293,9 @@ def render_html(run: dict[str, Any], tasks: list[dict[str, Any]], journals: Jour
 
 
 def _bundle(run: Run, quiet: bool) -> dict[str, str]:
-    record = run.record
     if quiet:
-        return {"text/plain": summary_line(record)}
-    tasks = run._client.repo.load_tasks(run.id)
-    journals = run._client.repo.load_journals(run.id)
+        return {"text/plain": summary_line(run.record)}
+    record, tasks, journals = run.records()
     return {
         "text/plain": render_text(record, tasks, journals),
         "text/html": render_html(record, tasks, journals),
@@ -308,7 +318,7 @@ class _LiveView:
         self._last = 0.0
         self._interval = self.MIN_INTERVAL
         self._pending = False
-        self.unsubscribe = run._client.bus.subscribe(self.on_notice, run_id=run.id)
+        self.unsubscribe = run.subscribe(self.on_notice)
 
     def on_notice(self, notice: Any) -> None:
         final = notice.kind == "run" and notice.data.get("status") in RUN_FINISHED
