@@ -53,7 +53,8 @@ def test_failed_run_fixed_then_retry(lab: Any, page: Any) -> None:
         "return {'total': total}",
     ])
     cells = run_all(page)
-    assert all(not c["errors"] for c in cells), cells
+    # A failed run fails its cell (SPEC §2), after showing its log.
+    assert cells[-1]["errors"] and cells[-1]["errors"][0].startswith("RunFailedError"), cells
     log = log_of(page, "sum-orders")
     expect_status(log, "FAILURE")
     expect(log.locator(".tnb-row-ERRORED")).to_contain_text("Convert")
@@ -62,7 +63,7 @@ def test_failed_run_fixed_then_retry(lab: Any, page: Any) -> None:
     kernel(page, "broken = False")  # the cause, fixed
     log.locator(".tnb-header").get_by_role("button", name="Retry", exact=True).click()
     expect_status(log, "SUCCESS")
-    expect(log.locator(".tnb-output")).to_contain_text('"total": 9.0')
+    expect(log.locator(".tnb-output")).to_contain_text('"total": 9')
     assert run_status(page, "sum-orders") == "SUCCESS"
     # The latest execution: fetch-orders replayed, convert ran.
     expect(log.locator(".tnb-task", has_text="Fetch orders").locator(".tnb-tag-replayed")).to_be_visible()
@@ -227,10 +228,10 @@ def test_runs_table_opens_a_run_and_filters(lab: Any, page: Any) -> None:
     from playwright.sync_api import expect
 
     open_lab_notebook(page, lab, "runs.ipynb", [
-        LOAD,
+        LOAD + "\n%job config --dir runs-table-store",  # only this test's runs
+        "%job",  # shown first: the runs below appear in it live
         '%%job good-one\nreturn await io.run_task("x", lambda: 1)',
         '%%job bad-one\nreturn await io.run_task("y", lambda: 1 / 0)',
-        "%job",
     ])
     run_all(page)
     table = page.locator(".tnb-runs").last

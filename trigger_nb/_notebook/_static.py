@@ -199,6 +199,10 @@ def render_run_text(view: dict[str, Any]) -> str:
         f"{seconds_text(run['active'])} · span {seconds_text(run['span'])} · "
         f"{progress['done']} of {progress['seen']} tasks finished",
         *(f"Status: {s['label']}" + (f" [{s['state']}]" if s.get("state") else "") for s in run["statuses"]),
+        *(
+            f"── execution {e['n']} · {e['status']} · {e['ran']} ran, {e['replayed']} replayed"
+            for e in view["executions"]
+        ),
     ]
     for row in view["rows"][:MAX_ROWS]:
         indent = "  " * (row["depth"] + 1)
