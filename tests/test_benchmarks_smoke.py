@@ -70,3 +70,9 @@ def test_bench_callbacks_prints_its_ratios(tmp_path: Path) -> None:
     assert "replay io.run_task: 30 in" in out
     assert "replay io.wait: 30 in" in out and "x io.run_task replay" in out
     assert "replay io.logger.info: 30 in" in out or "logger: not available yet" in out
+
+
+def test_bench_widget_prints_its_ratios(tmp_path: Path) -> None:
+    out = run_benchmark("bench_widget.py", "--tasks", "30", "--repeat", "1", cwd=tmp_path)
+    assert "ratio with / without" in out and "run end -> final render" in out
+    assert "rows in one anywidget" in out

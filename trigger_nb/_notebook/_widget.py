@@ -8,9 +8,8 @@ package (``tasklog.js``, ``tasklog.css``): no build step, no network fetch at re
 
 A view, not a part of the engine: it *observes* the notices the engine publishes on the
 client's bus and acts only through the public client API (:mod:`._controls`). Updates are
-batched: after a notice, one re-render at most every ``max(MIN_INTERVAL, 10 x the last
-render's cost)`` (so a 1,000-task run spends at most ~10 % of its time on its log); the end of
-an execution renders at once. Nothing is written into any cell's output from background code:
+batched (:class:`Throttle`): a burst of notices is one re-render, at most every ``max(0.25 s,
+20 x the last render's cost)``; the end of an execution renders at once. Nothing is written into any cell's output from background code:
 the trait update goes over the widget's comm, and the static HTML beside it in the display
 bundle is replaced through its display id.
 """
@@ -40,10 +39,15 @@ WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
 
 class Throttle:
-    """Calls ``render`` after notices: batched, at most every ``interval`` seconds, where the
-    interval adapts to 10x the last render's cost; ``now=True`` renders at once."""
+    """Calls ``render`` after notices, batched: never in the notifying (engine) thread, at
+    most every ``interval`` seconds, where the interval adapts to ``COST_FACTOR`` x the last
+    render's cost (so rendering takes at most ~5 % of a long run); the first render of a
+    burst waits ``FIRST_DELAY`` to batch what follows. ``now=True`` (the end of an execution)
+    renders at once."""
 
-    MIN_INTERVAL = 0.2
+    MIN_INTERVAL = 0.25
+    FIRST_DELAY = 0.1
+    COST_FACTOR = 20
 
     def __init__(self, render: Callable[[], None]) -> None:
         self._render = render
@@ -53,14 +57,21 @@ class Throttle:
         self._pending = False
 
     def poke(self, *, now: bool = False) -> None:
+        if now:
+            self.flush()
+            return
         with self._lock:
-            wait = self._interval - (time.monotonic() - self._last)
-            if wait > 0 and not now:
-                if not self._pending:
-                    self._pending = True
-                    timer = threading.Timer(wait, self.flush)
-                    timer.daemon = True
-                    timer.start()
+            if self._pending:
+                return
+            self._pending = True
+            wait = max(self.FIRST_DELAY, self._interval - (time.monotonic() - self._last))
+        timer = threading.Timer(wait, self._timed_flush)
+        timer.daemon = True
+        timer.start()
+
+    def _timed_flush(self) -> None:
+        with self._lock:
+            if not self._pending:  # a final render came first
                 return
         self.flush()
 
@@ -71,7 +82,7 @@ class Throttle:
         self._render()
         with self._lock:
             self._last = time.monotonic()
-            self._interval = max(self.MIN_INTERVAL, 10 * (self._last - started))
+            self._interval = max(self.MIN_INTERVAL, self.COST_FACTOR * (self._last - started))
 
 
 class LogWidget(anywidget.AnyWidget):
