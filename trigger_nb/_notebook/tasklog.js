@@ -383,7 +383,8 @@ function render({ model, el }) {
       header(view),
       executionsStrip(view),
       h("div", { class: "tnb-rows" }, rows.length ? rows : h("div", { class: "tnb-muted tnb-empty" }, "No tasks yet.")),
-      run.error && view.shown === view.latest ? h("pre", { class: "tnb-error tnb-run-error" },
+      // the run's error, unless a task row above already shows it
+      run.error && view.shown === view.latest && !view.rows.some((r) => r.status === "ERRORED" && r.error) ? h("pre", { class: "tnb-error tnb-run-error" },
         `Error${run.error.task ? ` in task ${run.error.task}` : ""}: ${run.error.name}: ${run.error.message}${run.error.stack ? "\n" + run.error.stack : ""}`) : null,
       run.output !== null && run.output !== undefined && view.shown === view.latest ? h("div", { class: "tnb-output" }, h("span", { class: "tnb-label" }, "Output "), h("pre", {}, pretty(run.output))) : null,
       timeline(view),
