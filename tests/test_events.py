@@ -528,3 +528,23 @@ def test_in_a_real_kernel_triggered_runs_run_between_cells_and_the_view_updates(
             "print(sorted(r.status for r in trigger_nb.default_client().runs(job_id='beat')))"
         )
         assert counted.stdout.count("SUCCESS") >= 2
+
+
+def test_a_run_resumed_by_a_delayed_event_it_sent_replays_at_the_top_level(client: TriggerClient) -> None:
+    """The delivery timer is armed inside the send_event task; the execution it resumes must not
+    run under that task (new keys: every task would run again, nested under `notify`)."""
+    calls: list[str] = []
+
+    @client.define_job(id="self-notify")
+    async def job(payload: Any, io: Any, ctx: Any) -> Any:
+        await io.run_task("before", lambda: calls.append("before"))
+        await io.send_event("notify", {"name": "self.paid", "payload": {"id": 7}}, deliver_after=0.3)
+        event = await io.wait_for_event("paid", {"name": "self.paid"}, timeout_in_seconds=30)
+        return event["payload"]
+
+    run = client.invoke_sync("self-notify", {})
+    assert run.status == "WAITING"
+    run.wait_sync(15)
+    assert run.output == {"id": 7}
+    assert calls == ["before"]
+    assert all(task["parent_id"] is None for task in run.tasks), run.log()

@@ -14,7 +14,15 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._config import Config
-from ._engine import Execution, JobDefinition, Runner, RunStatus, new_run_record
+from ._engine import (
+    Execution,
+    JobDefinition,
+    Runner,
+    RunStatus,
+    new_run_record,
+    request_resume,
+    request_retry,
+)
 from ._engine._bus import NoticeBus
 from ._exceptions import ConfigError, TriggerNbError
 from ._io._kv import ClientKeyValueStore
@@ -282,23 +290,59 @@ class TriggerClient:
         return [Run(self.run_controls, r["id"], record=r) for r in records]
 
     def forget(self, run_id: str) -> int:
-        """Delete a stored run and all its records; returns how many records were deleted."""
+        """Delete a stored run and all its records; returns how many records were deleted.
+
+        Raises ``TriggerNbError`` if this process executes the run right now and
+        ``RunBusyError`` if another live process does (cancel it first).
+        """
         if self._runner is not None and self._runner.is_active(run_id):
             raise TriggerNbError(f"Run {run_id} is executing right now; cancel it before forgetting it.")
+        self.repo.acquire_lease(run_id)  # RunBusyError while another process executes it
         return self.repo.forget(run_id)
 
     async def retry(self, run_id: str) -> Run:
-        """Execute a run again: ERRORED tasks run again (attempts continue), others replay."""
-        self.get_run(run_id)
+        """Execute a run again here: ERRORED tasks run again (attempts continue), others replay.
+
+        Needs the run's job defined in this client (``ConfigError`` otherwise, nothing changed);
+        from a process without it, :meth:`request_retry` leaves the retry to the one with it.
+        """
+        self._check_job_defined(self.get_run(run_id), "request_retry")
         await self._host.run_async(self.runner.execute(run_id))
         return Run(self.run_controls, run_id)
 
     async def resume(self, run_id: str) -> Run:
         """Resume a waiting run now: its pending waits and retry delays become due at once
-        (callbacks and event waits keep waiting for their POST or event)."""
-        self.get_run(run_id)
+        (callbacks and event waits keep waiting for their POST or event), then it executes.
+
+        Needs the run's job defined in this client (``ConfigError`` otherwise, nothing changed);
+        from a process without it, :meth:`request_resume` leaves it to the one with it.
+        """
+        self._check_job_defined(self.get_run(run_id), "request_resume")
         await self._host.run_async(self.runner.resume_now(run_id))
         return Run(self.run_controls, run_id)
+
+    def request_retry(self, run_id: str) -> Run:
+        """Mark a FAILURE/CANCELED/TIMED_OUT run for retry, for the process that defines its
+        job: a client that has invoked that job (a kernel that executed its cell) retries it
+        within a second; otherwise it is retried when the job next runs there. For processes
+        without the job's code (``trigger-nb retry``). ``ConfigError`` for other statuses."""
+        request_retry(self.repo, run_id)
+        return Run(self.run_controls, run_id)
+
+    def request_resume(self, run_id: str) -> int:
+        """Make a WAITING run's waits and retry delays due now and leave its execution to the
+        process that defines its job (as :meth:`request_retry`). Returns how many became due;
+        0 means it waits only for callbacks or events, and nothing was changed. ``ConfigError``
+        if the run is not WAITING."""
+        return request_resume(self.repo, run_id)
+
+    def _check_job_defined(self, run: Run, alternative: str) -> None:
+        if run.job_id not in self.jobs:
+            raise ConfigError(
+                f"Run {run.id} belongs to job {run.job_id!r}, which is not defined in this "
+                f"process: execute the job's cell (or define_job) first, or use "
+                f"client.{alternative}(run_id) to leave it to the process that defines it."
+            )
 
     async def cancel(self, run_id: str) -> Run:
         """Cancel a run (a running execution stops at its next task)."""

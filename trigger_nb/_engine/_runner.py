@@ -27,16 +27,28 @@ from .._serde import DEFAULT_OUTPUT_LIMIT, encode_output, error_record
 from .._store import LEASE_TTL, Repository
 from ._bus import Notice, NoticeBus
 from ._control import Canceled, ControlFlow
-from ._execution import CALLBACK_TIMEOUT_MESSAGE, Execution
+from ._execution import CALLBACK_TIMEOUT_MESSAGE, Execution, current_parent
 from ._jobs import JobDefinition, make_context
 from ._operations import OperationContext
 from ._overrides import complete_task, invalidate_task
+from ._requests import RETRYABLE, make_due
 from ._states import RUN_FINISHED, RunStatus, TaskStatus, advance_run, advance_task
 
 log = logging.getLogger("trigger_nb")
 
 #: How many execution summaries a run record keeps (older ones are dropped).
 HISTORY_LIMIT = 20
+
+
+#: Statuses a retry executes again (ERRORED tasks reset).
+
+
+def _wants_execution(run: dict[str, Any]) -> bool:
+    """Should a wake-up execute this run? A waiting run, or a finished one whose retry was
+    requested by a process that could not execute it (:func:`request_retry`)."""
+    return run["status"] == RunStatus.WAITING or (
+        bool(run.get("retry_requested")) and run["status"] in RETRYABLE
+    )
 
 
 class Runner:
@@ -116,7 +128,7 @@ class Runner:
             if run is None:
                 raise ConfigError(f"No run {run_id!r} in the store at {self.repo.store.location}.")
             job = self.jobs.get(run["job_id"])
-            if only_if_waiting and (run["status"] != RunStatus.WAITING or job is None):
+            if only_if_waiting and (not _wants_execution(run) or job is None):
                 return None  # a job not defined here is picked up when its cell is executed
             if job is None:
                 raise ConfigError(
@@ -125,6 +137,7 @@ class Runner:
                 )
             self.repo.take_lease(run)  # saved with the run below
             self.repo.clear_wake(run_id)
+            run.pop("retry_requested", None)  # this execution is the retry
             if run["status"] == RunStatus.EXECUTING:
                 # We hold the lease, so whoever executed it died mid-execution: that execution
                 # ends as interrupted; its RUNNING task (if any) runs again, at least once.
@@ -183,6 +196,10 @@ class Runner:
         ctx = make_context(job, run, execution.number)
         outcome: str
         value: Any = None
+        # The body starts at the top level, whatever context resumed it: a timer armed inside a
+        # task (io.send_event(..., deliver_after=...)) carries that task as current parent, and
+        # an execution it resumes would otherwise nest every task under it, with new keys.
+        top_level = current_parent.set(None)
         try:
             value = await job.fn(run.get("payload"), execution.io, ctx)
             outcome = "success"
@@ -196,6 +213,8 @@ class Runner:
             execution.closing = True
             self._finish(run, execution, "failure", exc)
             raise
+        finally:
+            current_parent.reset(top_level)
         execution.closing = True
         await execution.wait_idle()  # every concurrent branch finished or suspended (SPEC §4.4)
         if execution.canceled:
@@ -344,15 +363,7 @@ class Runner:
         """Make the run's pending waits and retry delays due now, then execute it (SPEC §2
         ``%job resume``, the log's "Resume now"/"Retry now"). Callbacks and event waits still
         wait for their POST or event."""
-        now = time.time()
-        with self.repo.store.transaction():
-            for task in self.repo.load_tasks(run_id):
-                if task["status"] != TaskStatus.WAITING:
-                    continue
-                changes = {f: now for f in ("delay_until", "retry_at") if (task.get(f) or 0) > now}
-                if changes:
-                    task.update(changes)
-                    self.repo.save_task(task)
+        make_due(self.repo, run_id)
         return await self.execute(run_id)
 
     def process_wakeups(self) -> int:
@@ -426,19 +437,14 @@ class Runner:
             self._save_run(run)
         return run
 
-    # -- hand edits (the log's Invalidate / Complete with value) ---------------------------
+    # -- hand edits (the log's Invalidate / Complete with value; see ``_overrides``) -------
     def invalidate(self, run_id: str, task_id: str) -> dict[str, Any]:
-        """Forget a COMPLETED task so the next execution runs it again (see ``_overrides``)."""
-        run = invalidate_task(self.repo, run_id, task_id, executing_here=run_id in self._active)
-        self._notify_run(run)
+        self._notify_run(run := invalidate_task(self.repo, run_id, task_id, executing_here=run_id in self._active))
         return run
 
     async def complete(self, run_id: str, task_id: str, value: Any) -> dict[str, Any]:
-        """Give a failed task ``value`` as its output, then continue the run (replay)."""
-        async with self._lock(run_id):
-            task = complete_task(self.repo, run_id, task_id, value, executing_here=run_id in self._active)
-            if self.bus.active:
-                self.bus.emit(Notice("task", run_id, task=task))
+        async with self._lock(run_id):  # then continue the run: the task replays its new output
+            complete_task(self.repo, run_id, task_id, value, executing_here=run_id in self._active)
             return await self._execute_locked(run_id, None)
 
     # -- completing waiting tasks from outside (callbacks, operations, events) -------------

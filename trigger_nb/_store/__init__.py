@@ -15,4 +15,12 @@ def open_store(directory: str) -> Store:
     return DiskcacheStore(directory)
 
 
-__all__ = ["LEASE_TTL", "MemoryStore", "Repository", "Store", "holder_dead", "open_store"]
+def store_exists(directory: str) -> bool:
+    """Is there a store in ``directory``? Opening one creates it; read-only callers (the CLI)
+    ask this first so that a mistyped path is reported, not turned into an empty store."""
+    from ._diskcache import database_exists
+
+    return database_exists(directory)
+
+
+__all__ = ["LEASE_TTL", "MemoryStore", "Repository", "Store", "holder_dead", "open_store", "store_exists"]

@@ -71,6 +71,11 @@ def _explain(path: str, exc: BaseException) -> StoreError:
     return StoreError(f"The trigger_nb store at {path!r} cannot be used ({text}). {_REMEDY}.")
 
 
+def database_exists(directory: str | os.PathLike[str]) -> bool:
+    """Does ``directory`` hold a diskcache database (a store some process created)?"""
+    return os.path.isfile(os.path.join(os.fspath(directory), diskcache.core.DBNAME))
+
+
 class DiskcacheStore(Store):
     """A :class:`Store` in a directory, safe to share between threads and processes."""
 
