@@ -212,7 +212,7 @@ def test_static_html_is_left_aligned_and_nested(client: TriggerClient) -> None:
     html = render_run_html(view_of(client, run.id))
     assert "text-align:left" in html and "padding-left:1.2em" in html
     assert "a-rather-long-inner-name" in html
-    assert run._repr_html_().count("<tr>") == 3  # header + two tasks
+    assert html.count("<tr>") == 3  # header + two tasks
 
 
 def test_user_frames_hide_the_engine() -> None:

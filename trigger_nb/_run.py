@@ -252,9 +252,9 @@ class Run:
         return summary_line(self.record)
 
     def _repr_html_(self) -> str:
-        from ._notebook._views import static_run_html
+        from ._notebook._display import render_html
 
-        return static_run_html(*self.records())
+        return render_html(*self.records())
 
     # -- for views --------------------------------------------------------------------------
     def records(self) -> RunRecords:

@@ -28,7 +28,7 @@ COLOURS = {
     "PENDING": "#6e7781",
     "TIMED_OUT": "#cf222e",
 }
-SYMBOLS = {"COMPLETED": "✓", "ERRORED": "✗", "WAITING": "‖", "RUNNING": "▶", "CANCELED": "⊘", "PENDING": "○"}
+SYMBOLS = {"COMPLETED": "✓", "ERRORED": "✗", "WAITING": "○", "RUNNING": "↻", "CANCELED": "·", "PENDING": "·"}
 
 
 def seconds_text(seconds: float | None) -> str:

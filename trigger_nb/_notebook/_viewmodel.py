@@ -42,13 +42,13 @@ SYMBOLS = {
     "SUCCESS": "✓",
     "ERRORED": "✗",
     "FAILURE": "✗",
-    "WAITING": "‖",
-    "RUNNING": "▶",
-    "EXECUTING": "▶",
-    "PENDING": "○",
-    "QUEUED": "○",
-    "CANCELED": "⊘",
-    "TIMED_OUT": "⌛",
+    "WAITING": "○",
+    "RUNNING": "↻",
+    "EXECUTING": "↻",
+    "PENDING": "·",
+    "QUEUED": "·",
+    "CANCELED": "·",
+    "TIMED_OUT": "✗",
 }
 
 #: What an earlier execution's outcome means as a status, for the history view.

@@ -21,14 +21,6 @@ def in_kernel() -> bool:
     return shell is not None and getattr(shell, "kernel", None) is not None
 
 
-def static_run_html(run: dict[str, Any], tasks: list[dict[str, Any]], journals: dict[int, list[Any]]) -> str:
-    """The static HTML task log of a run from its records (grouped, bounded; see ``_static``)."""
-    from ._static import render_run_html
-    from ._viewmodel import run_view
-
-    return render_run_html(run_view(run, tasks, journals))
-
-
 def display_run(run: Run) -> bool:
     """Show ``run``'s live task log widget if this is a kernel; False if not (the caller
     falls back to text/HTML)."""

@@ -15,12 +15,12 @@ const LABELS = {
 // Controls that send the JSON typed in the text area beside them.
 const NEEDS_VALUE = { send: true, send_event: true, complete: true };
 const SYMBOLS = {
-  COMPLETED: "✓", SUCCESS: "✓", ERRORED: "✗", FAILURE: "✗", WAITING: "‖", RUNNING: "▶",
-  EXECUTING: "▶", PENDING: "○", QUEUED: "○", CANCELED: "⊘", TIMED_OUT: "⌛", INTERRUPTED: "↯",
+  COMPLETED: "✓", SUCCESS: "✓", ERRORED: "✗", FAILURE: "✗", WAITING: "○", RUNNING: "↻",
+  EXECUTING: "↻", PENDING: "·", QUEUED: "·", CANCELED: "·", TIMED_OUT: "✗", INTERRUPTED: "✗",
 };
 const KIND_ICONS = {
   wait: "◷", wait_for_request: "↪", wait_for_event: "✉", log: "≡", status: "◐", fetch: "⇅",
-  "fetch-response": "⇅", poll: "⟳", random: "⚄", uuid: "#", now: "◷", send_event: "✉",
+  "fetch-response": "⇅", poll: "↻", random: "#", uuid: "#", now: "◷", send_event: "✉",
   parallel: "⇉", attempt: "·",
 };
 
