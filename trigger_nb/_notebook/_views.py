@@ -7,7 +7,7 @@ nbconvert and GitHub the static HTML (``_repr_html_``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ._controls import Run
