@@ -1,7 +1,8 @@
 """Events end to end (SPEC §2 ``--on``, §3, §6.4, §6.9, §9 ``POST /events``; v2 §5.3, §5.9).
 
-Real paths only: a diskcache store in tmp_path, the client's home loop, the real receiver on
-127.0.0.1, a real ``trigger-nb serve`` process, and a real IPython shell for the magics.
+Real paths only: a diskcache store in tmp_path and a PostgreSQL store (``both_stores``), the
+client's home loop, the real receiver on 127.0.0.1, a real ``trigger-nb serve`` process, and a
+real IPython shell for the magics.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from IPython.utils.capture import capture_output
 
 from trigger_nb import EventFilterError, PayloadError, TriggerClient, event_trigger
 from trigger_nb._receiver._backend import events_token
+
+pytestmark = pytest.mark.both_stores
 
 
 def define_waiter(client: TriggerClient, spec: dict[str, Any], **options: Any) -> None:
@@ -420,13 +423,13 @@ def test_an_event_posted_to_serve_starts_the_run_in_the_defining_process(
 
 
 def test_an_event_due_while_no_client_ran_is_delivered_when_the_store_is_next_opened(
-    store_dir: str,
+    open_client: Any,
 ) -> None:
-    with TriggerClient(dir=store_dir) as first:
+    with open_client() as first:
         define_listener(first, name="overnight")
         first.send_event_sync({"name": "overnight", "id": "o1"}, deliver_after=0.3)
     time.sleep(0.5)  # due now, and no process is running
-    with TriggerClient(dir=store_dir) as second:
+    with open_client() as second:
         define_listener(second, name="overnight")
         [run] = poll(lambda: runs_of(second, "listener"), timeout=5)
         assert run.result(timeout=5)["event_id"] == "o1"

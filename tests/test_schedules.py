@@ -18,6 +18,8 @@ from IPython.utils.capture import capture_output
 from trigger_nb import ConfigError, TriggerClient, cron_trigger, interval_trigger
 from trigger_nb._notebook._trigger_view import TriggerView
 
+pytestmark = pytest.mark.both_stores
+
 
 def define_ticker(client: TriggerClient, version: str, seconds: float = 1) -> None:
     @client.define_job(id="ticker", trigger=interval_trigger(seconds=seconds))
@@ -95,15 +97,15 @@ def test_redefining_without_a_trigger_stops_the_schedule(client: TriggerClient) 
     assert client.runs(job_id="ticker") == []
 
 
-def test_close_cancels_the_timers(store_dir: str) -> None:
-    first = TriggerClient(dir=store_dir)
+def test_close_cancels_the_timers(open_client: Any) -> None:
+    first = open_client()
     try:
         define_ticker(first, "v1")
         poll(lambda: first.scheduler.next_due("ticker"))
     finally:
         first.close()
     time.sleep(1.3)  # past the first tick's time
-    with TriggerClient(dir=store_dir) as reader:  # reading only: starts nothing
+    with open_client() as reader:  # reading only: starts nothing
         assert reader.runs(job_id="ticker") == []
 
 
@@ -111,15 +113,15 @@ def test_close_cancels_the_timers(store_dir: str) -> None:
 
 
 def test_a_tick_due_while_no_kernel_ran_runs_once_when_the_job_is_defined_again(
-    store_dir: str,
+    open_client: Any,
 ) -> None:
-    with TriggerClient(dir=store_dir) as first:
+    with open_client() as first:
         define_ticker(first, "v1", seconds=1)
         missed_due = poll(lambda: first.scheduler.next_due("ticker"))
         assert first.runs(job_id="ticker") == []  # closed before its first tick
     time.sleep(2.2)  # two ticks fall due while nothing runs
 
-    with TriggerClient(dir=store_dir) as second:
+    with open_client() as second:
         restarted = time.time()
         define_ticker(second, "v2", seconds=1)
         [caught_up] = poll(lambda: outputs(second)[:1])
@@ -132,13 +134,13 @@ def test_a_tick_due_while_no_kernel_ran_runs_once_when_the_job_is_defined_again(
         assert ticks[1]["last_timestamp"] == caught_up["ts"]
 
 
-def test_a_due_tick_is_recorded_when_a_new_client_opens_the_store(store_dir: str) -> None:
-    with TriggerClient(dir=store_dir) as first:
+def test_a_due_tick_is_recorded_when_a_new_client_opens_the_store(open_client: Any) -> None:
+    with open_client() as first:
         define_ticker(first, "v1", seconds=1)
         missed_due = poll(lambda: first.scheduler.next_due("ticker"))
     time.sleep(1.3)
 
-    with TriggerClient(dir=store_dir) as second:
+    with open_client() as second:
 
         @second.define_job(id="other")
         async def other(payload, io, ctx):  # type: ignore[no-untyped-def]

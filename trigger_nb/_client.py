@@ -9,6 +9,7 @@ The magics are a thin layer over it.
 from __future__ import annotations
 
 import inspect
+import logging
 import threading
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -40,12 +41,15 @@ T = TypeVar("T")
 
 _LOG_LEVELS = ("log", "error", "warn", "info", "debug")
 
+log = logging.getLogger("trigger_nb")
+
 
 class TriggerClient:
     """Defines jobs and runs them against a durable store.
 
     All arguments are optional: ``dir`` (store directory, default ``TRIGGER_NB_DIR`` or
-    ``./.trigger_nb``), ``host``/``port``/``public_url`` (the callback receiver), ``storage``
+    ``./.trigger_nb``), ``store`` (a ``postgresql://`` URL: the team store of SPEC §10, default
+    ``TRIGGER_NB_STORE``, which wins over ``TRIGGER_NB_DIR``), ``host``/``port``/``public_url`` (the callback receiver), ``storage``
     (a :class:`~trigger_nb.testing.MemoryStore` or another backend instead of the directory),
     ``output_limit`` (bytes per task output, default 64 MiB), ``max_body_bytes`` (receiver).
 
@@ -56,6 +60,7 @@ class TriggerClient:
         self,
         dir: str | None = None,
         *,
+        store: str | None = None,
         host: str | None = None,
         port: int | None = None,
         public_url: str | None = None,
@@ -65,6 +70,7 @@ class TriggerClient:
     ) -> None:
         self.config = Config.from_env(
             dir=dir,
+            store=store,
             host=host,
             port=port,
             public_url=public_url,
@@ -83,6 +89,8 @@ class TriggerClient:
         self._event_log: EventLog | None = None  # see "# -- events and triggers"
         self._scheduler: Scheduler | None = None
         self._run_controls: _RunControls | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+        self._closed = False
 
     # -- lazily opened parts --------------------------------------------------------------
     @property
@@ -90,7 +98,7 @@ class TriggerClient:
         """The record store (opened on first use; raises ``StoreError`` if unusable)."""
         with self._lock:
             if self._storage is None:
-                self._storage = open_store(self.config.dir)
+                self._storage = open_store(self.config.store or self.config.dir)
             return self._storage
 
     @property
@@ -256,18 +264,38 @@ class TriggerClient:
 
     def _ensure_started(self) -> None:
         """Once per client: schedule stored WAITING runs of defined jobs (SPEC §10) and start
-        watching the store for work other processes left (a callback via ``trigger-nb serve``)."""
+        watching the store for work other processes left (a callback via ``trigger-nb serve``):
+        by its notices on a store that pushes them (PostgreSQL), else by polling."""
         if self._started:
             return
         self._started = True
         runner = self.runner
+        storage = self.storage
 
         def start() -> None:
             runner.resume_due()
-            runner.spawn(runner.watch())
+            if storage.pushes_notices:
+                # The listener's first callback(None) does the first look at the store.
+                self._unsubscribe = storage.subscribe(
+                    lambda topic: self._host.call_soon(self._store_notice, topic)
+                )
+            else:
+                runner.spawn(runner.watch())
             self.scheduler.start()  # events and schedules: see "# -- events and triggers"
 
         self._host.call_soon(start)
+
+    def _store_notice(self, topic: str | None) -> None:
+        """On the home loop: another process left work (``None``: maybe, after a reconnection)."""
+        if self._closed:
+            return
+        try:
+            if topic in ("wake", None):
+                self.runner.process_wakeups()
+            if topic in ("start", "event", None):
+                self.scheduler.poll()
+        except Exception:
+            log.exception("trigger_nb: handling a store notice (%s) failed", topic)
 
     def get_run(self, run_id: str) -> Run:
         """The handle of a stored run; ``ConfigError`` if there is none."""
@@ -488,6 +516,9 @@ class TriggerClient:
 
     def close(self) -> None:
         """Stop the receiver, timers and any private loop thread; close the store."""
+        self._closed = True
+        if self._unsubscribe is not None:
+            self._unsubscribe()
         if self._scheduler is not None:
             self._scheduler.close()
         if self._receiver is not None:
@@ -510,7 +541,7 @@ class TriggerClient:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<TriggerClient dir={self.config.dir!r} jobs={sorted(self.jobs)}>"
+        return f"<TriggerClient store={self.config.location!r} jobs={sorted(self.jobs)}>"
 
 
 class _RunControls:

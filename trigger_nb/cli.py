@@ -35,23 +35,28 @@ class CliError(Exception):
     """A request that cannot be carried out: printed as ``trigger-nb: message``, exit 1."""
 
 
-def _store_dir(args: argparse.Namespace) -> str:
+def _config(args: argparse.Namespace) -> Any:
     from ._config import Config
 
-    return Config.from_env(dir=args.dir).dir
+    return Config.from_env(dir=args.dir, store=args.store)
 
 
 def _existing_client(args: argparse.Namespace) -> TriggerClient:
-    """A client on the store at ``--dir``; ``CliError`` (creating nothing) if there is none."""
+    """A client on the store named by ``--dir`` / ``--store`` (or the environment);
+    ``CliError``, creating nothing, if a store directory does not exist."""
     from ._client import TriggerClient
     from ._store import store_exists
 
-    directory = _store_dir(args)
+    config = _config(args)
+    if config.store:  # a team store: the database says itself whether it is reachable
+        return TriggerClient(store=config.store)
+    directory = config.dir
     if not store_exists(directory):
         why = "no such directory" if not os.path.exists(directory) else "the directory holds no store"
         raise CliError(
             f"no trigger_nb store at {directory} ({why}). Pass --dir with the store directory "
-            "your notebook uses (its TRIGGER_NB_DIR, default .trigger_nb beside the notebook)."
+            "your notebook uses (its TRIGGER_NB_DIR, default .trigger_nb beside the notebook), "
+            "or --store with its postgresql:// URL."
         )
     return TriggerClient(dir=directory)
 
@@ -192,13 +197,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from ._client import TriggerClient
     from ._receiver._backend import events_token
 
-    client = TriggerClient(dir=args.dir, host=args.host, port=args.port, public_url=args.public_url)
+    config = _config(args)
+    client = TriggerClient(
+        dir=config.dir, store=config.store, host=args.host, port=args.port, public_url=args.public_url
+    )
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     try:
         receiver = client.receiver
-        print(f"trigger-nb serve: listening on {receiver.base_url} for the store {client.config.dir}")
+        print(f"trigger-nb serve: listening on {receiver.base_url} for the store {client.config.location}")
         print(f"POST /events needs: Authorization: Bearer {events_token(client.storage)}", flush=True)
         stop.wait()
     finally:
@@ -228,7 +236,12 @@ def _seconds(text: str) -> float:
 
 
 def _add_dir(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dir", metavar="PATH", help=DIR_HELP)
+    """``--dir`` or ``--store``: where the store is (TRIGGER_NB_STORE wins over TRIGGER_NB_DIR)."""
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--dir", metavar="PATH", help=DIR_HELP)
+    where.add_argument(
+        "--store", metavar="URL", help="a postgresql:// URL: the team store (default: $TRIGGER_NB_STORE)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -329,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
         "kernel: what it receives is stored, and the kernel that next opens the store picks "
         "it up. Stops on Ctrl-C or SIGTERM. Creates the store if there is none.",
     )
-    serve.add_argument("--dir", default=None, metavar="PATH", help=DIR_HELP)
+    _add_dir(serve)
     serve.add_argument("--host", default=None, help="bind address (default: $TRIGGER_NB_HOST, else 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (default: $TRIGGER_NB_PORT, else a free one)")
     serve.add_argument("--public-url", default=None, metavar="URL", help="base URL put into callback URLs (for a tunnel or proxy)")

@@ -300,6 +300,8 @@ class EventLog:
                 return public_event(record)
             store.put(key, record)
             store.put(PENDING_PREFIX + fields["id"], {"deliver_at": due})
+            if due > now:
+                store.notify("event")  # every process arms a timer; the first to fire delivers
         if due <= now:
             delivered = self.deliver(fields["id"])
             if delivered is not None:
@@ -534,6 +536,8 @@ def queue_run(store: Any, run_id: str, job_id: str, *, claimed_by: str | None = 
             "claimed_at": time.time() if claimed_by else None,
         },
     )
+    if claimed_by is None:  # claimed: its own process starts it
+        store.notify("start")
 
 
 def claim_queued_runs(store: Any, holder: str, job_ids: set[str]) -> list[tuple[str, str]]:

@@ -171,15 +171,20 @@ class Scheduler:
             if trigger is not None:
                 self._arm_schedule(job.id, self._store_schedule(job, trigger))
         self.poll()
-        self._watcher = self._runner.spawn(self._watch())
+        if not self._store.pushes_notices:  # else the client calls poll on the store's notices
+            self._watcher = self._runner.spawn(self._watch())
 
     def poll(self) -> None:
-        """Deliver due events (arming timers for those due soon); start queued runs."""
+        """Deliver due events (arming timers for those due before the next poll: all of them
+        when the store pushes notices, as no periodic poll follows); start queued runs."""
+        if self._closed or not self._started:
+            return
         now = time.time()
+        horizon = float("inf") if self._store.pushes_notices else 2 * self.WATCH_INTERVAL
         for event_id, due in self._events.pending():
             if due <= now:
                 self._deliver(event_id)
-            elif due - now < 2 * self.WATCH_INTERVAL and event_id not in self._event_timers:
+            elif due - now < horizon and event_id not in self._event_timers:
                 self._arm_event(event_id, due)
         self._start_queued()
 

@@ -37,7 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "server": ("%job server [--start] [--show-token]", "receiver address and state (token masked)"),
     "send": ("%job send NAME [--payload TEXT] [--id ID] [--deliver-after S]", "send an event"),
     "events": ("%job events [--name N]", "stored events: delivery, cancelation, runs started"),
-    "config": ("%job config [--dir PATH] [--public-url URL]", "show or change the store and URLs"),
+    "config": ("%job config [--dir PATH | --store URL] [--public-url URL]", "show or change the store and URLs"),
 }
 LINE_USAGE = "\n".join(f"{usage:<64} {what}" for usage, what in COMMANDS.values()) + (
     "\n\nArguments expand {var} and $var from the notebook (e.g. %job show {run.id})."
@@ -275,7 +275,7 @@ class JobMagics(Magics):
         else:
             token = "******** (`%job server --show-token` shows it)"
         print(f"events: POST {{receiver}}/events with 'Authorization: Bearer {token}'")
-        print(f"store: {client.config.dir}")
+        print(f"store: {client.config.location}")
 
     def _cmd_send(self, rest: str) -> None:
         usage = COMMANDS["send"][0]
@@ -306,13 +306,19 @@ class JobMagics(Magics):
         print(events_table(default_client().event_log.list_events(name=parsed.options.get("name"))))
 
     def _cmd_config(self, rest: str) -> None:
-        parsed = parse_line(
-            rest, {"dir": "word", "public-url": "word"}, usage=COMMANDS["config"][0]
-        )
+        usage = COMMANDS["config"][0]
+        parsed = parse_line(rest, {"dir": "word", "store": "word", "public-url": "word"}, usage=usage)
         old = default_client()
         if parsed.options:
+            opts = parsed.options
+            if opts.get("dir") and opts.get("store"):
+                raise ConfigError(f"Give --dir or --store, not both. Usage: {usage}")
+            if opts.get("dir") or opts.get("store"):  # a new place for the records
+                where = {"dir": opts.get("dir"), "store": opts.get("store")}
+            else:  # keep the old place
+                where = {"dir": old.config.dir, "store": old.config.store}
             new = TriggerClient(
-                dir=parsed.options.get("dir") or old.config.dir,
+                **where,
                 host=old.config.host,
                 port=old.config.port,
                 public_url=parsed.options.get("public_url") or old.config.public_url,
@@ -323,7 +329,7 @@ class JobMagics(Magics):
             old.close()
             set_default_client(new)
         config = default_client().config
-        print(f"dir: {config.dir}\nhost: {config.host}\nport: {config.port}\npublic_url: {config.public_url}")
+        print(f"store: {config.location}\nhost: {config.host}\nport: {config.port}\npublic_url: {config.public_url}")
 
 
 def register(ipython: Any) -> None:

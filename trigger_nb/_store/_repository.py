@@ -174,7 +174,10 @@ class Repository:
 
     # -- wake-up markers (cross-process resumption) ---------------------------------------
     def mark_wake(self, run_id: str, at: float) -> None:
+        """Durably ask whichever process runs the run's job to resume it (and tell the
+        processes watching a store that pushes notices to look now)."""
         self.store.put(f"wake/{run_id}", {"at": at})
+        self.store.notify("wake")
 
     def clear_wake(self, run_id: str) -> None:
         self.store.delete(f"wake/{run_id}")
