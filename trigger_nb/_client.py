@@ -395,27 +395,17 @@ class TriggerClient:
         return self._host.run_sync(coro, timeout)
 
     def invalidate(self, run_id: str, task_id: str) -> Run:
-        """Forget one COMPLETED task of a run (and the tasks started inside it) so that the
-        next execution — re-executing the cell, :meth:`retry` — runs it again instead of
-        replaying it (the log's **Invalidate**). Does not execute the run.
-
-        Raises ``ConfigError`` for an unknown run or task, or a task that is not COMPLETED;
-        ``RunBusyError`` while the run executes.
-        """
+        """Forget a COMPLETED task (and those started inside it): the next execution runs it
+        again (the log's **Invalidate**); does not execute. ``ConfigError`` (unknown run or
+        task, not COMPLETED), ``RunBusyError`` (executing)."""
         self.get_run(run_id)
         self.runner.invalidate(run_id, task_id)
         return Run(self.run_controls, run_id)
 
     async def complete(self, run_id: str, task_id: str, value: Any) -> Run:
-        """Override a failed task's output with ``value`` and continue the run (the log's
-        **Complete with value**): the task becomes COMPLETED with ``value`` as its output, then
-        the run executes again, replaying it; other ERRORED tasks of a failed run run again
-        as on :meth:`retry`.
-
-        Raises ``ConfigError`` for an unknown run or task, or a task that did not fail
-        (ERRORED, or WAITING for its next retry); ``TaskOutputError`` for a value that cannot
-        be stored as JSON; ``RunBusyError`` while the run executes.
-        """
+        """Make a failed task (ERRORED, or waiting to retry) COMPLETED with output ``value``,
+        then continue the run as :meth:`retry` does (the log's **Complete with value**).
+        ``ConfigError``, ``TaskOutputError`` (not JSON), ``RunBusyError``."""
         self.get_run(run_id)
         await self._host.run_async(self.runner.complete(run_id, task_id, value))
         return Run(self.run_controls, run_id)
@@ -549,6 +539,9 @@ class _RunControls:
 
     def __init__(self, client: TriggerClient) -> None:
         self._client = client
+        # the task log's other controls: the client's public methods as they are
+        self.resume, self.invalidate, self.complete = client.resume, client.invalidate, client.complete
+        self.send_event = client.send_event
 
     def load_run(self, run_id: str) -> dict[str, Any] | None:
         return self._client.repo.load_run(run_id)
@@ -578,18 +571,6 @@ class _RunControls:
 
     async def cancel(self, run_id: str) -> Run:
         return await self._client.cancel(run_id)
-
-    async def resume(self, run_id: str) -> Run:
-        return await self._client.resume(run_id)
-
-    def invalidate(self, run_id: str, task_id: str) -> Run:
-        return self._client.invalidate(run_id, task_id)
-
-    async def complete(self, run_id: str, task_id: str, value: Any) -> Run:
-        return await self._client.complete(run_id, task_id, value)
-
-    async def send_event(self, event: dict[str, Any]) -> dict[str, Any]:
-        return await self._client.send_event(event)
 
     def subscribe(self, listener: Listener, *, run_id: str) -> Callable[[], None]:
         return self._client.bus.subscribe(listener, run_id=run_id)
