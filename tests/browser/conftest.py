@@ -199,7 +199,9 @@ def lab(tmp_path_factory: Any) -> Iterator[Lab]:
         log.close()
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API keeps an asyncio loop *running* in the main
+# thread while it is open, and later test modules (asyncio.run, nest_asyncio) must not see it.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if _missing():
         pytest.skip("browser tools missing")
