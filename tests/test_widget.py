@@ -246,6 +246,7 @@ def test_controls_act_on_a_real_client(client: TriggerClient, log_factory: Any) 
     poll(lambda: "retry" in log.widget.state["run"]["controls"])
     assert click(log, "retry")["error"] is None
     assert run.executions == 3 and "ok" in [t["display_key"] for t in run.tasks]
+    poll(lambda: log.widget.state["run"]["invalidated"] == [])  # it ran again: no longer pending
     # a control that does not apply answers with the reason
     answer = click(log, "invalidate", convert["id"] + "nope")
     assert "has no task" in answer["error"]

@@ -8,6 +8,7 @@ The magics are a thin layer over it.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import threading
@@ -24,8 +25,9 @@ from ._engine import (
     request_resume,
     request_retry,
 )
+from ._engine import _overrides as overrides
 from ._engine._bus import NoticeBus
-from ._exceptions import ConfigError, TriggerNbError
+from ._exceptions import ConfigError, StoreError, TriggerNbError
 from ._io._kv import ClientKeyValueStore
 from ._keys import canonical_json, derive_run_id, new_run_id, slugify_job_id, validate_version
 from ._loop import LoopHost
@@ -90,6 +92,7 @@ class TriggerClient:
         self._scheduler: Scheduler | None = None
         self._run_controls: _RunControls | None = None
         self._unsubscribe: Callable[[], None] | None = None
+        self._orphan_notice = asyncio.Event()  # a run started executing elsewhere (pushed stores)
         self._closed = False
 
     # -- lazily opened parts --------------------------------------------------------------
@@ -105,7 +108,7 @@ class TriggerClient:
     def repo(self) -> Repository:
         with self._lock:
             if self._repo is None:
-                self._repo = Repository(self.storage)
+                self._repo = Repository(self.storage, lease_ttl=self.config.lease_ttl)
             return self._repo
 
     @property
@@ -279,6 +282,7 @@ class TriggerClient:
                 self._unsubscribe = storage.subscribe(
                     lambda topic: self._host.call_soon(self._store_notice, topic)
                 )
+                runner.spawn(runner.orphans.watch(self._orphan_notice))
             else:
                 runner.spawn(runner.watch())
             self.scheduler.start()  # events and schedules: see "# -- events and triggers"
@@ -294,6 +298,8 @@ class TriggerClient:
                 self.runner.process_wakeups()
             if topic in ("start", "event", None):
                 self.scheduler.poll()
+            if topic in ("exec", None):
+                self._orphan_notice.set()
         except Exception:
             log.exception("trigger_nb: handling a store notice (%s) failed", topic)
 
@@ -325,7 +331,10 @@ class TriggerClient:
         """
         if self._runner is not None and self._runner.is_active(run_id):
             raise TriggerNbError(f"Run {run_id} is executing right now; cancel it before forgetting it.")
-        self.repo.acquire_lease(run_id)  # RunBusyError while another process executes it
+        try:
+            self.repo.acquire_lease(run_id)  # RunBusyError while another process executes it
+        except StoreError:
+            pass  # an undecodable run record holds no lease to honour: forget it (SPEC §10)
         return self.repo.forget(run_id)
 
     async def retry(self, run_id: str) -> Run:
@@ -395,20 +404,16 @@ class TriggerClient:
         return self._host.run_sync(coro, timeout)
 
     def invalidate(self, run_id: str, task_id: str) -> Run:
-        """Forget a COMPLETED task (and those started inside it): the next execution runs it
-        again (the log's **Invalidate**); does not execute. ``ConfigError`` (unknown run or
-        task, not COMPLETED), ``RunBusyError`` (executing)."""
-        self.get_run(run_id)
-        self.runner.invalidate(run_id, task_id)
-        return Run(self.run_controls, run_id)
+        """Forget a COMPLETED task: the next execution runs it again (the log's **Invalidate**;
+        ``_engine/_overrides``). ``ConfigError``, ``RunBusyError`` (it executes)."""
+        overrides.invalidate(self.runner, run_id, task_id)
+        return self.get_run(run_id)
 
     async def complete(self, run_id: str, task_id: str, value: Any) -> Run:
-        """Make a failed task (ERRORED, or waiting to retry) COMPLETED with output ``value``,
-        then continue the run as :meth:`retry` does (the log's **Complete with value**).
-        ``ConfigError``, ``TaskOutputError`` (not JSON), ``RunBusyError``."""
-        self.get_run(run_id)
-        await self._host.run_async(self.runner.complete(run_id, task_id, value))
-        return Run(self.run_controls, run_id)
+        """Give a failed task output ``value`` and continue the run (the log's **Complete with
+        value**). ``ConfigError``, ``TaskOutputError`` (not JSON), ``RunBusyError``."""
+        await self._host.run_async(overrides.complete(self.runner, run_id, task_id, value))
+        return self.get_run(run_id)
 
     # -- key-value store ----------------------------------------------------------------------
     @property
@@ -540,8 +545,7 @@ class _RunControls:
     def __init__(self, client: TriggerClient) -> None:
         self._client = client
         # the task log's other controls: the client's public methods as they are
-        self.resume, self.invalidate, self.complete = client.resume, client.invalidate, client.complete
-        self.send_event = client.send_event
+        self.resume, self.invalidate, self.complete, self.send_event = client.resume, client.invalidate, client.complete, client.send_event
 
     def load_run(self, run_id: str) -> dict[str, Any] | None:
         return self._client.repo.load_run(run_id)

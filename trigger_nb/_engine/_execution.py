@@ -21,24 +21,30 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import datetime as _dt
 import inspect
 import json
 import pickle
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-from .._exceptions import CallbackTimeoutError, DuplicateTaskKeyError, TaskError, TaskOutputError
+from .._exceptions import (
+    CallbackTimeoutError,
+    DuplicateTaskKeyError,
+    RunBusyError,
+    TaskError,
+    TaskOutputError,
+)
 from .._keys import display_key, idempotency_key, task_id_for
+from .._numbers import epoch
 from .._serde import DEFAULT_OUTPUT_LIMIT, encode_output, error_record, jsonable_for_display
-from .._store import Repository
+from .._store import Lease, Repository
 from ..retry import calculate_retry_at
 from ._bus import Notice, NoticeBus
 from ._control import Canceled, ControlFlow, ExecutionClosing, Suspend
 from ._journal import failure_entry
+from ._spec import TaskHandle, TaskSpec
 from ._states import TaskStatus, advance_task
 
 #: The id of the task whose callback is running: parent of any task started inside it (v2 §2.9).
@@ -50,71 +56,6 @@ CALLBACK_TIMEOUT_MESSAGE = "Remote callback timeout - no requests received"  # v
 
 #: Seconds after which a still-running task is written to the store as RUNNING.
 RUNNING_WRITE_DELAY = 0.05
-
-
-@dataclass
-class TaskSpec:
-    """What an ``io`` method asks the engine to do: one task, fully described."""
-
-    cache_key: Any
-    fn: Callable[..., Any] | None = None
-    name: str = "Task"
-    icon: str | None = None
-    description: str | None = None
-    display_key: str | None = None
-    properties: list[dict[str, Any]] | None = None
-    params: Any = None
-    style: dict[str, Any] | None = None
-    redact: dict[str, Any] | None = None
-    retry: dict[str, Any] | None = None
-    delay_until: float | None = None
-    callback: dict[str, Any] | None = None
-    parse_output: Callable[[Any], Any] | None = None
-    serializer: str | None = None
-    on_error: Callable[..., Any] | None = None
-    noop: bool = False
-    kind: str = "task"
-    #: For callback tasks: replaces the function call with ``fn(url)`` (wait_for_request).
-    pass_url_only: bool = False
-    #: A background operation (fetch, poll): ``async operation(ctx) -> output`` runs on the
-    #: home loop while the task WAITS; its result completes the task like a callback POST.
-    operation: Callable[[Any], Any] | None = None
-    #: An external wait: ``{"timeout_in_seconds": float, "register": fn(record)}``. The task
-    #: WAITS (``external_pending``) until someone calls ``Runner.resolve_task(...,
-    #: pending_flag="external_pending")``; ``register`` is called on every execution that
-    #: reaches the waiting task (idempotent: it may resolve at once, e.g. an event lookback).
-    external: dict[str, Any] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-class TaskHandle:
-    """The ``task`` object handed to callbacks (SPEC §4.6; v2 ``ServerTask``).
-
-    ``output_properties`` is writable: set it to a list of ``{"label", "text"}`` to show them
-    in the log next to the output.
-    """
-
-    def __init__(self, record: dict[str, Any]) -> None:
-        self._record = record
-        self.output_properties: list[dict[str, Any]] | None = record.get("output_properties")
-
-    id = property(lambda self: self._record["id"])
-    idempotency_key = property(lambda self: self._record["idempotency_key"])
-    attempts = property(lambda self: self._record["attempts"])
-    callback_url = property(lambda self: self._record.get("callback_url"))
-    name = property(lambda self: self._record["name"])
-    status = property(lambda self: self._record["status"])
-    params = property(lambda self: self._record.get("params"))
-    parent_id = property(lambda self: self._record.get("parent_id"))
-    cache_key = property(lambda self: self._record.get("cache_key"))
-
-    @property
-    def started_at(self) -> _dt.datetime | None:
-        ts = self._record.get("started_at")
-        return None if ts is None else _dt.datetime.fromtimestamp(ts, _dt.timezone.utc)
-
-    def __repr__(self) -> str:
-        return f"<task {self.name!r} key={self._record['display_key']!r} attempt={self.attempts}>"
 
 
 _ARITY_CACHE: dict[Any, tuple[int, bool]] = {}
@@ -161,8 +102,13 @@ class Execution:
         callback_url: Callable[[str, str], str] | None = None,
         start_operation: Callable[[dict[str, Any], Callable[[Any], Any]], None] | None = None,
         clock: Callable[[], float] = time.time,
+        lease: Lease | None = None,
     ) -> None:
         self.run = run
+        #: The lease this execution holds: every write is fenced by it (SPEC §10). ``lost``
+        #: is set once a write or a renewal found it taken over: nothing more runs or writes.
+        self.lease = lease
+        self.lost: RunBusyError | None = None
         self.run_id: str = run["id"]
         self.repo = repo
         self.bus = bus
@@ -192,6 +138,8 @@ class Execution:
     # -- public to the io layer ---------------------------------------------------------
     async def run_task(self, spec: TaskSpec) -> Any:
         """Run, replay or suspend on one task. See the module docstring."""
+        if self.lost is not None:
+            raise self.lost
         if self.canceled:
             raise Canceled()
         if self.closing:
@@ -317,6 +265,7 @@ class Execution:
     async def _call(self, spec: TaskSpec, record: dict[str, Any]) -> Any:
         if self.canceled:
             raise Canceled()
+        self.ensure_lease()  # a side effect follows: never in a process that lost the run
         if self.bus.active:
             self.bus.emit(Notice("task", self.run_id, task=record))
         handle = TaskHandle(record)
@@ -408,7 +357,9 @@ class Execution:
                     skip_retrying = bool(verdict.get("skip_retrying", verdict.get("skipRetrying")))
                     when = verdict.get("retry_at", verdict.get("retryAt"))
                     if when is not None and not skip_retrying:
-                        retry_at = _to_epoch(when)
+                        # A non-finite or out-of-range date fails the task (ConfigError) instead of
+                        # being stored (SPEC §10).
+                        retry_at = epoch(when, "on_error's retry_at")
                         if isinstance(verdict.get("error"), BaseException):
                             error = verdict["error"]
             except ControlFlow:
@@ -473,6 +424,7 @@ class Execution:
         if self.bus.active:
             self.bus.emit(Notice("task", self.run_id, task=record))
         if spec.fn is not None:
+            self.ensure_lease()
             handle = TaskHandle(record)
             token = current_parent.set(record["id"])
             try:
@@ -491,8 +443,12 @@ class Execution:
             if handle.output_properties is not None:
                 record["output_properties"] = handle.output_properties
                 # Only while still waiting: the POST may already have completed it.
-                self.repo.update_task(
-                    record, lambda stored: stored["status"] == TaskStatus.WAITING, {"output_properties": handle.output_properties}
+                self._fenced(
+                    self.repo.update_task,
+                    record,
+                    lambda stored: stored["status"] == TaskStatus.WAITING,
+                    {"output_properties": handle.output_properties},
+                    lease=self.lease,
                 )
         self._suspend(record, record.get("callback_timeout_at"), "callback")
 
@@ -517,6 +473,7 @@ class Execution:
     def _begin_operation(self, spec: TaskSpec, record: dict[str, Any]) -> Any:
         """Persist the waiting task, hand its operation to the runner, suspend (v2 §5.4)."""
         self._save(record)
+        self.ensure_lease()
         if self.start_operation is None:
             raise RuntimeError("background operations need a runner")
         assert spec.operation is not None
@@ -567,11 +524,38 @@ class Execution:
     def _save(
         self, record: dict[str, Any], *, blob: bytes | None = None, index_callback: bool = False
     ) -> None:
-        self.repo.save_task(
-            record, blob=blob, index_callback=index_callback, job_id=self.run.get("job_id")
+        self._fenced(
+            self.repo.save_task,
+            record,
+            blob=blob,
+            index_callback=index_callback,
+            job_id=self.run.get("job_id"),
+            lease=self.lease,
         )
         if self.bus.active:
             self.bus.emit(Notice("task", self.run_id, task=record))
+
+    def _fenced(self, write: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """A store write checked against the lease; a refusal stops the whole execution."""
+        try:
+            return write(*args, **kwargs)
+        except RunBusyError as lost:
+            self.lost = lost
+            raise
+
+    def ensure_lease(self) -> None:
+        """Before a side effect (a task's function, a callback hand-out, an operation): raise
+        :class:`RunBusyError` if the lease was lost. Free while the lease is fresh (the keeper
+        renews it every third of its life); past half its life — the process was stopped, the
+        loop starved the keeper — a fenced renewal asks the store."""
+        if self.lost is not None:
+            raise self.lost
+        lease = self.lease
+        if lease is None or time.time() < lease.expires_at - self.repo.lease_ttl / 2:
+            return
+        if not self.repo.renew_lease(lease):
+            self.lost = lease.lost(self.repo.load_run(self.run_id))
+            raise self.lost
 
     def _suspend(self, record: dict[str, Any], due_at: float | None, reason: str) -> None:
         signal = Suspend(record["id"], due_at, reason)
@@ -588,13 +572,3 @@ class Execution:
             text = record.get("output_json")
             value = None if text is None else json.loads(text)
         return parse_output(value) if parse_output is not None else value
-
-
-def _to_epoch(when: Any) -> float:
-    if isinstance(when, _dt.datetime):
-        if when.tzinfo is None:
-            when = when.astimezone()
-        return when.timestamp()
-    if isinstance(when, (int, float)):
-        return float(when)
-    raise TypeError(f"retry_at must be a datetime or epoch seconds, got {type(when).__name__}")

@@ -1,10 +1,11 @@
 """Hand edits of a run's stored tasks: invalidate a completed task, complete a failed one.
 
-What the task log's **Invalidate** and **Complete with value** controls do (SPEC §3, §8),
-as plain operations on the store. Both hold the run's lease while they write, so they never
-race an execution in this or another process (``RunBusyError`` instead); neither executes
-the run — the caller decides (``TriggerClient.complete`` continues it at once,
-``TriggerClient.invalidate`` leaves it for the next execution).
+What the task log's **Invalidate** and **Complete with value** controls do (SPEC §3, §8).
+Both hold the run's lease while they write, so they never race an execution in this or
+another process (``RunBusyError`` instead). :func:`invalidate` leaves the run for its next
+execution (the run record lists the forgotten display keys under ``invalidated``; views show
+those that have not run again yet); :func:`complete` continues the run at once. They use the
+runner's public side only (``repo``, ``bus``, ``is_active``, ``execute``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import Any
 
 from .._exceptions import ConfigError, RunBusyError
 from .._serde import encode_output
-from .._store import Repository
+from .._store import Lease, Repository
+from ._bus import Notice
 from ._states import TaskStatus, advance_task
 
 
@@ -38,19 +40,17 @@ def _descendants(tasks: list[dict[str, Any]], task_id: str) -> list[dict[str, An
     return found
 
 
-def _leased(repo: Repository, run_id: str, executing_here: bool) -> dict[str, Any]:
-    """Load the run and take its lease (the caller releases it)."""
+def _leased(repo: Repository, run_id: str, executing_here: bool) -> Lease:
+    """Take the run's lease (the caller releases it); its writes check it (fenced, SPEC §10)."""
     if executing_here:
         raise RunBusyError(
             f"Run {run_id} is executing right now; wait until it finishes or suspends.",
             holder=repo.holder,
         )
-    if repo.load_run(run_id) is None:
+    lease = repo.acquire_lease(run_id)
+    if lease is None:
         raise ConfigError(f"No run {run_id!r} in the store at {repo.store.location}.")
-    repo.acquire_lease(run_id)
-    run = repo.load_run(run_id)
-    assert run is not None
-    return run
+    return lease
 
 
 def invalidate_task(repo: Repository, run_id: str, task_id: str, *, executing_here: bool) -> dict[str, Any]:
@@ -58,11 +58,10 @@ def invalidate_task(repo: Repository, run_id: str, task_id: str, *, executing_he
     execution runs it again. Returns the run record, which lists the display key under
     ``invalidated`` until that execution begins. Raises ``ConfigError`` for an unknown or
     unfinished task, ``RunBusyError`` while the run executes."""
-    _leased(repo, run_id, executing_here)
+    lease = _leased(repo, run_id, executing_here)
     try:
         with repo.store.transaction():
-            run = repo.load_run(run_id)
-            assert run is not None
+            run = repo.check_lease(lease)
             tasks = repo.load_tasks(run_id)
             task = _find(tasks, run_id, task_id)
             if task["status"] != TaskStatus.COMPLETED:
@@ -72,11 +71,14 @@ def invalidate_task(repo: Repository, run_id: str, task_id: str, *, executing_he
                 )
             for forgotten in [task, *_descendants(tasks, task_id)]:
                 repo.delete_task(forgotten)
-            run["invalidated"] = [*(run.get("invalidated") or []), task["display_key"]]
+            # the keys still forgotten (a key that ran again since is no longer listed)
+            present = {t["display_key"] for t in tasks}
+            earlier = [key for key in run.get("invalidated") or [] if key not in present]
+            run["invalidated"] = [*earlier, task["display_key"]]
             run["updated_at"] = time.time()
             repo.save_run(run)
     finally:
-        repo.release_lease(run_id)
+        repo.release_lease(lease)
     return run
 
 
@@ -88,9 +90,10 @@ def complete_task(
     record. Raises ``ConfigError`` for an unknown task or one that did not fail,
     ``TaskOutputError`` (from serde) for a value that cannot be stored as JSON, ``RunBusyError`` while the
     run executes."""
-    _leased(repo, run_id, executing_here)
+    lease = _leased(repo, run_id, executing_here)
     try:
         with repo.store.transaction():
+            repo.check_lease(lease)
             task = _find(repo.load_tasks(run_id), run_id, task_id)
             failed = task["status"] == TaskStatus.ERRORED or (
                 task["status"] == TaskStatus.WAITING and task.get("retry_at") is not None
@@ -110,5 +113,18 @@ def complete_task(
             task.pop("retry_at", None)
             repo.save_task(task)
     finally:
-        repo.release_lease(run_id)
+        repo.release_lease(lease)
     return task
+
+
+def invalidate(runner: Any, run_id: str, task_id: str) -> dict[str, Any]:
+    """:func:`invalidate_task` for ``runner``'s run, then tell the views (a run notice)."""
+    run = invalidate_task(runner.repo, run_id, task_id, executing_here=runner.is_active(run_id))
+    runner.bus.emit(Notice("run", run_id, data={"status": run["status"]}))
+    return run
+
+
+async def complete(runner: Any, run_id: str, task_id: str, value: Any) -> dict[str, Any]:
+    """:func:`complete_task`, then continue the run: the task replays its new output."""
+    complete_task(runner.repo, run_id, task_id, value, executing_here=runner.is_active(run_id))
+    return dict(await runner.execute(run_id))

@@ -165,13 +165,19 @@ def _task_controls(task: dict[str, Any], run_status: str, wait: dict[str, Any] |
     }.get(wait["kind"], [])
 
 
-def run_controls(run: dict[str, Any]) -> list[str]:
+def pending_invalidations(run: dict[str, Any], tasks: list[dict[str, Any]]) -> list[str]:
+    """Display keys invalidated by hand that no execution has run again yet."""
+    present = {task.get("display_key") for task in tasks}
+    return [key for key in run.get("invalidated") or [] if key not in present]
+
+
+def run_controls(run: dict[str, Any], invalidated: list[str]) -> list[str]:
     """Run-level controls: Retry a finished-unsuccessful (or invalidated) run, Cancel one
     that is not finished."""
     status = run["status"]
     controls = []
     if status in (RunStatus.FAILURE, RunStatus.CANCELED, RunStatus.TIMED_OUT) or (
-        status == RunStatus.SUCCESS and run.get("invalidated")
+        status == RunStatus.SUCCESS and invalidated
     ):
         controls.append("retry")
     if status not in RUN_FINISHED:
@@ -424,6 +430,7 @@ def run_view(
     counted = [t for t in tasks if t.get("kind") != "attempt"]
     done = sum(1 for t in counted if t["status"] in (TaskStatus.COMPLETED, TaskStatus.ERRORED, TaskStatus.CANCELED))
     active, span = _times(run, now)
+    invalidated = pending_invalidations(run, tasks)
     error = run.get("error") if run["status"] == RunStatus.FAILURE else None
     output = None
     if run["status"] == RunStatus.SUCCESS and run.get("output_json") is not None:
@@ -450,8 +457,8 @@ def run_view(
             "progress": {"done": done, "seen": len(counted)},
             "error": None if error is None else {**(_error_view(error) or {}), "task": error.get("task")},
             "output": output,
-            "invalidated": run.get("invalidated") or [],
-            "controls": run_controls(run),
+            "invalidated": invalidated,
+            "controls": run_controls(run, invalidated),
         },
         "executions": executions,
         "shown": shown if shown is not None else latest,
