@@ -73,6 +73,12 @@ def test_bench_callbacks_prints_its_ratios(tmp_path: Path) -> None:
     assert "replay io.logger.info: 30 in" in out or "logger: not available yet" in out
 
 
+def test_bench_widget_prints_its_ratios(tmp_path: Path) -> None:
+    out = run_benchmark("bench_widget.py", "--tasks", "30", "--repeat", "1", cwd=tmp_path)
+    assert "ratio with / without" in out and "run end -> final render" in out
+    assert "rows in one anywidget" in out
+
+
 def test_bench_postgres_prints_its_ratios(tmp_path: Path, pg_server: Any) -> None:
     out = run_benchmark(
         "bench_postgres.py",

@@ -31,13 +31,13 @@ def journals(client: TriggerClient, run_id: str) -> list[list[tuple[str, str]]]:
     """
     keys = {t["id"]: t["display_key"] for t in raw_tasks(client, run_id)}
     journals = client.repo.load_journals(run_id)
-    return [[(keys[i], outcome) for i, outcome, _ in journals[n]] for n in sorted(journals)]
+    return [[(keys[e[0]], e[1]) for e in journals[n]] for n in sorted(journals)]
 
 
 def last_journal(client: TriggerClient, run_id: str) -> list[str]:
     """The outcomes of the last execution, in order (ran / replayed / waiting / ...)."""
     journals = client.repo.load_journals(run_id)
-    return [outcome for _, outcome, _ in journals[max(journals)]]
+    return [e[1] for e in journals[max(journals)]]
 
 
 def logs(client: TriggerClient, run_id: str) -> list[dict[str, Any]]:

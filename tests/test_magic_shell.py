@@ -402,10 +402,11 @@ def test_job_list_show_and_forget(ip: Any, client: TriggerClient) -> None:
     run_cell(ip, "%%job other\nreturn 3").ok()
     third = last_run(ip)
 
+    # %job list returns the runs table (a widget in a kernel, text in a terminal)
     listing = run_cell(ip, "%job list --job listed").ok()
-    assert first.id in listing.stdout and second.id in listing.stdout
-    assert third.id not in listing.stdout
-    assert "SUCCESS" in listing.stdout
+    assert first.id in listing.text and second.id in listing.text
+    assert third.id not in listing.text
+    assert "SUCCESS" in listing.text
 
     shown = run_cell(ip, f"%job show {second.id}").ok()
     assert last_run(ip) == second
@@ -418,7 +419,8 @@ def test_job_list_show_and_forget(ip: Any, client: TriggerClient) -> None:
     everything = run_cell(ip, "%job forget --all").ok()
     assert "Deleted 2 run(s)" in everything.stdout
     assert client.runs() == []
-    assert run_cell(ip, "%job list").ok().stdout.strip() == "No runs."
+    assert run_cell(ip, "%job list").ok().text.strip().endswith("No runs.")
+    assert "No runs." in run_cell(ip, "%job").ok().text  # a bare %job lists the runs too
 
 
 def test_job_cancel_a_waiting_run(ip: Any, client: TriggerClient) -> None:

@@ -26,6 +26,7 @@ from ._engine import (
     request_resume,
     request_retry,
 )
+from ._engine import _overrides as overrides
 from ._engine._bus import NoticeBus
 from ._exceptions import ConfigError, StoreError, TriggerNbError
 from ._io._kv import ClientKeyValueStore
@@ -207,7 +208,9 @@ class TriggerClient:
             raise ConfigError(f"log_level must be one of {', '.join(_LOG_LEVELS)}; got {job.log_level!r}.")
         if job.serializer not in ("json", "pickle"):
             raise ConfigError(f"serializer must be 'json' or 'pickle', got {job.serializer!r}.")
-        self._check_trigger(job)
+        from ._events._triggers import check_trigger
+
+        check_trigger(job.trigger, job.id)
         self.jobs[job.id] = job
         self._job_defined(job)
         if self._started:  # runs of this job may be waiting in the store: take them now
@@ -431,12 +434,9 @@ class TriggerClient:
                 from ._run_controls import RunControlsImpl
 
                 self._run_controls = RunControlsImpl(
-                    repo=lambda: self.repo,
-                    runner=lambda: self.runner,
-                    host=self._host,
-                    bus=self.bus,
-                    retry=self.retry,
-                    cancel=self.cancel,
+                    repo=lambda: self.repo, runner=lambda: self.runner, host=self._host, bus=self.bus,
+                    retry=self.retry, cancel=self.cancel, resume=self.resume,
+                    invalidate=self.invalidate, complete=self.complete, send_event=self.send_event,
                 )
             return self._run_controls
 
@@ -445,6 +445,18 @@ class TriggerClient:
         its home loop, from sync code (the magics, scripts); ``TimeoutError`` after
         ``timeout`` seconds."""
         return self._host.run_sync(coro, timeout)
+
+    def invalidate(self, run_id: str, task_id: str) -> Run:
+        """Forget a COMPLETED task: the next execution runs it again (the log's **Invalidate**;
+        ``_engine/_overrides``). ``ConfigError``, ``RunBusyError`` (it executes)."""
+        overrides.invalidate(self.runner, run_id, task_id)
+        return self.get_run(run_id)
+
+    async def complete(self, run_id: str, task_id: str, value: Any) -> Run:
+        """Give a failed task output ``value`` and continue the run (the log's **Complete with
+        value**). ``ConfigError``, ``TaskOutputError`` (not JSON), ``RunBusyError``."""
+        await self._host.run_async(overrides.complete(self.runner, run_id, task_id, value))
+        return self.get_run(run_id)
 
     # -- key-value store ----------------------------------------------------------------------
     @property
@@ -491,11 +503,6 @@ class TriggerClient:
                     event_log=self.event_log,
                 )
             return self._scheduler
-
-    def _check_trigger(self, job: JobDefinition) -> None:
-        from ._events._triggers import check_trigger
-
-        check_trigger(job.trigger, job.id)
 
     def _job_defined(self, job: JobDefinition) -> None:
         """Store the job's event rule / replace its schedule (re-defining never duplicates a

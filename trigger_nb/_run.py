@@ -28,6 +28,10 @@ class RunControls(Protocol):
     def wait_finished_sync(self, run_id: str, timeout: float | None) -> None: ...
     async def retry(self, run_id: str) -> Run: ...
     async def cancel(self, run_id: str) -> Run: ...
+    async def resume(self, run_id: str) -> Run: ...
+    def invalidate(self, run_id: str, task_id: str) -> Run: ...
+    async def complete(self, run_id: str, task_id: str, value: Any) -> Run: ...
+    async def send_event(self, event: dict[str, Any]) -> dict[str, Any]: ...
     def subscribe(self, listener: Listener, *, run_id: str) -> Callable[[], None]: ...
 
 
@@ -240,6 +244,23 @@ class Run:
     async def cancel(self) -> Run:
         return await self._controls.cancel(self.id)
 
+    async def resume(self) -> Run:
+        """Resume a waiting run now: waits and retry delays become due (``client.resume``)."""
+        return await self._controls.resume(self.id)
+
+    def invalidate(self, task_id: str) -> Run:
+        """Forget a COMPLETED task so the next execution runs it again (``client.invalidate``)."""
+        return self._controls.invalidate(self.id, task_id)
+
+    async def complete(self, task_id: str, value: Any) -> Run:
+        """Give a failed task ``value`` as its output and continue (``client.complete``)."""
+        return await self._controls.complete(self.id, task_id, value)
+
+    async def send_event(self, event: dict[str, Any]) -> dict[str, Any]:
+        """Send an event through this run's client (``client.send_event``): what the log's
+        Send event does for a task waiting for one."""
+        return await self._controls.send_event(event)
+
     @property
     def finished(self) -> bool:
         return self.status in RUN_FINISHED
@@ -277,9 +298,13 @@ class Run:
         printer.text(self.summary() if self.quiet else self.log())
 
     def _ipython_display_(self) -> None:
-        from ._notebook._display import show_live
+        from ._notebook._views import display_run
 
-        show_live(self, quiet=self.quiet)
+        # In a kernel: the live task-log widget (SPEC §8); elsewhere text / static HTML.
+        if self.quiet or not display_run(self):
+            from ._notebook._display import show_live
+
+            show_live(self, quiet=self.quiet)
 
     def __repr__(self) -> str:
         try:

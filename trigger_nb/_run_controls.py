@@ -18,8 +18,9 @@ if TYPE_CHECKING:
 
 
 class RunControlsImpl:
-    """Records from the repository, waiting through the runner on the home loop, retry and
-    cancel through the library API, notices from the bus. ``repo``/``runner`` are callables
+    """Records from the repository, waiting through the runner on the home loop, the controls
+    (retry, cancel, resume, invalidate, complete, send_event) as the library API's own
+    methods, notices from the bus. ``repo``/``runner`` are callables
     because the client opens them lazily (a handle made before the store is opened)."""
 
     def __init__(
@@ -31,6 +32,10 @@ class RunControlsImpl:
         bus: NoticeBus,
         retry: Callable[[str], Awaitable[Run]],
         cancel: Callable[[str], Awaitable[Run]],
+        resume: Callable[[str], Awaitable[Run]],
+        invalidate: Callable[[str, str], Run],
+        complete: Callable[[str, str, Any], Awaitable[Run]],
+        send_event: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]],
     ) -> None:
         self._repo = repo
         self._runner = runner
@@ -38,6 +43,10 @@ class RunControlsImpl:
         self._bus = bus
         self._retry = retry
         self._cancel = cancel
+        self._resume = resume
+        self._invalidate = invalidate
+        self._complete = complete
+        self._send_event = send_event
 
     def load_run(self, run_id: str) -> dict[str, Any] | None:
         return self._repo().load_run(run_id)
@@ -65,6 +74,18 @@ class RunControlsImpl:
 
     async def cancel(self, run_id: str) -> Run:
         return await self._cancel(run_id)
+
+    async def resume(self, run_id: str) -> Run:
+        return await self._resume(run_id)
+
+    def invalidate(self, run_id: str, task_id: str) -> Run:
+        return self._invalidate(run_id, task_id)
+
+    async def complete(self, run_id: str, task_id: str, value: Any) -> Run:
+        return await self._complete(run_id, task_id, value)
+
+    async def send_event(self, event: dict[str, Any]) -> dict[str, Any]:
+        return await self._send_event(event)
 
     def subscribe(self, listener: Listener, *, run_id: str) -> Callable[[], None]:
         return self._bus.subscribe(listener, run_id=run_id)

@@ -45,6 +45,7 @@ from ._bus import Notice, NoticeBus
 from ._control import Canceled, ControlFlow, ExecutionClosing, Suspend
 from ._fingerprint import FIELD as CODE_FIELD
 from ._fingerprint import code_changed, fingerprint
+from ._journal import failure_entry
 from ._reach import CODE_CHANGED
 from ._spec import TaskHandle, TaskSpec
 from ._states import TASK_FINISHED, TaskStatus, advance_task
@@ -129,8 +130,10 @@ class Execution:
         self._next_seq = max((t.get("seq", 0) for t in tasks), default=0) + 1
         self.visited: set[str] = set()
         #: What happened to each task in this execution, in order: ``[task_id, outcome,
-        #: attempts]`` with outcome ``ran | replayed | failed | retry | waiting``, and a 4th item
-        #: ``"code_changed"`` when a task was replayed although its function's code changed.
+        #: What happened to each task in this execution, in order: ``[task_id, outcome,
+        #: attempts, *notes]`` with outcome ``ran | replayed | failed | retry | waiting``;
+        #: notes (``_journal``): the error *then* for failed/retry, ``"code_changed"`` for a
+        #: task replayed although its function's code changed.
         self.journal: list[list[Any]] = []
         self.started_at = clock()
         self.suspensions: list[Suspend] = []
@@ -174,7 +177,7 @@ class Execution:
                     self.bus.emit(Notice("task", self.run_id, task=record, data={"replayed": True}))
                 return self._stored_output(record, spec.parse_output)
             if status == TaskStatus.ERRORED and not self.reset_errored:
-                self.journal.append([record["id"], "failed", record["attempts"]])
+                self.journal.append(failure_entry(record, "failed"))
                 raise self._task_error(record, None)
         self._inflight += 1
         try:
@@ -383,7 +386,7 @@ class Execution:
         if retry_at is None:
             return self._fail(record, error)
         advance_task(record, TaskStatus.WAITING)
-        record["retry_at"] = retry_at
+        record["retry_at"], record["retry_limit"] = retry_at, (spec.retry or {}).get("limit")  # "attempt N of M"
         record["error"] = error_record(error)
         self._save(record)
         self._suspend(record, retry_at, "retry")
@@ -406,7 +409,7 @@ class Execution:
         record["ran_in"] = self.number
         record.pop("callback_pending", None)
         self._save(record)
-        self.journal.append([record["id"], "failed", record["attempts"]])
+        self.journal.append(failure_entry(record, "failed"))
         raise self._task_error(record, original) from original
 
     def _task_error(self, record: dict[str, Any], original: BaseException | None) -> TaskError:
@@ -478,7 +481,7 @@ class Execution:
                 return self._stored_output(stored, parse_output)
             if stored is not None and stored["status"] == TaskStatus.ERRORED:
                 self.records[record["idempotency_key"]] = stored
-                self.journal.append([stored["id"], "failed", stored["attempts"]])
+                self.journal.append(failure_entry(stored, "failed"))
                 raise self._task_error(stored, None)
         self._suspend(record, record.get("external_timeout_at"), "external")
 
@@ -573,8 +576,8 @@ class Execution:
     def _suspend(self, record: dict[str, Any], due_at: float | None, reason: str) -> None:
         signal = Suspend(record["id"], due_at, reason)
         self.suspensions.append(signal)
-        outcome = "retry" if reason == "retry" else "waiting"
-        self.journal.append([record["id"], outcome, record["attempts"]])
+        waiting = [record["id"], "waiting", record["attempts"]]
+        self.journal.append(failure_entry(record, "retry") if reason == "retry" else waiting)
         raise signal
 
     def _stored_output(self, record: dict[str, Any], parse_output: Callable[[Any], Any] | None) -> Any:

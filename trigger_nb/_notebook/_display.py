@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Collection
 from typing import Any, Protocol
 
-from .._engine import RUN_FINISHED, code_changed_ids, unreached_tasks
+from .._engine import RUN_FINISHED, code_changed_ids, error_then, unreached_tasks
 
 
 class Run(Protocol):
@@ -170,13 +170,17 @@ Journals = dict[int, list[Any]]
 def _execution_rows(
     run: dict[str, Any], tasks: list[dict[str, Any]], journals: Journals
 ) -> list[tuple[dict[str, Any], list[tuple[dict[str, Any], str, int]]]]:
-    """Per recorded execution: its summary and the rows of the tasks it visited."""
+    """Per recorded execution: its summary and the rows of the tasks it visited. A failed or
+    retrying row carries the error the journal recorded *then* (history is immutable, SPEC §8),
+    not the task's latest."""
     by_id = {t["id"]: t for t in tasks}
     sections = []
     for entry in run.get("history") or []:
         rows = [
-            (by_id[task_id], outcome, attempts)
-            for task_id, outcome, attempts, *_notes in journals.get(entry["n"], [])
+            (by_id[task_id] if error is None else {**by_id[task_id], "error": error}, outcome, attempts)
+            for task_id, outcome, attempts, error in (
+                (item[0], item[1], item[2], error_then(item)) for item in journals.get(entry["n"], [])
+            )
             if task_id in by_id
         ]
         rows.sort(key=lambda row: row[0].get("seq", 0))

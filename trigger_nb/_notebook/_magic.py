@@ -28,7 +28,7 @@ CELL_USAGE = (
 )
 #: %job command -> (its usage, what it does). The order is the order of `%job --help`.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "list": ("%job list [--job ID] [--status S]", "table of runs, newest first"),
+    "list": ("%job list [--job ID] [--status S]", "table of runs, newest first (also a bare %job)"),
     "show": ("%job show RUN_ID", "a run's task log"),
     "prune": ("%job prune RUN_ID", "delete a run's stored tasks its latest execution no longer reaches"),
     "retry": ("%job retry RUN_ID", "execute a failed run again (failed tasks run again)"),
@@ -189,7 +189,9 @@ class JobMagics(Magics):
         # turned IPython's expansion off for the %%job header, whose JSON must stay verbatim).
         line = self._expand(line)
         words = line.split(None, 1)
-        if not words or words[0] in ("--help", "-h", "help"):
+        if not words:  # a bare %job: the runs table (SPEC §8)
+            return self._cmd_list("")
+        if words[0] in ("--help", "-h", "help"):
             print(LINE_USAGE)
             return None
         command, rest = words[0], (words[1] if len(words) > 1 else "")
@@ -217,12 +219,15 @@ class JobMagics(Magics):
             raise ConfigError(f"Usage: {usage}")
         return parsed.positional[0]
 
-    def _cmd_list(self, rest: str) -> None:
+    def _cmd_list(self, rest: str) -> Any:
         parsed = parse_line(rest, {"job": "word", "status": "word"}, usage=COMMANDS["list"][0])
-        runs = default_client().runs(job_id=parsed.options.get("job"), status=parsed.options.get("status"))
-        from ._display import runs_table
+        client = default_client()
+        job_id, status = parsed.options.get("job"), parsed.options.get("status")
+        client.runs(job_id=job_id, status=status)  # an unknown status is a ConfigError now
+        from ._runs_table import RunsListing
 
-        print(runs_table([run.record for run in runs]))
+        # Interactive in a notebook (filter, click a run to open its log), text elsewhere.
+        return RunsListing(client, job_id=job_id, status=status)
 
     def _cmd_show(self, rest: str) -> Any:
         return default_client().get_run(self._one_run_id(rest, "show"))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import html
-import threading
 from typing import TYPE_CHECKING, Any
 
 from .._events._triggers import EventTrigger
@@ -23,13 +22,11 @@ if TYPE_CHECKING:
 class TriggerView:
     """The definition of a triggered job and, live, the runs it started (SPEC §2).
 
-    Text (``_repr_pretty_``), static HTML (``_repr_html_``) and a live notebook display
-    (``_ipython_display_``) that re-renders when one of the job's runs changes, until the job
-    is defined again.
+    Text (``_repr_pretty_``), static HTML (``_repr_html_``) and, in a kernel, the live runs
+    table of the job (``_ipython_display_``: ``_widget.RunsTable``).
     """
 
     MAX_RUNS = 10
-    INTERVAL = 0.3
 
     def __init__(self, client: TriggerClient, job_id: str) -> None:
         self._client = client
@@ -37,9 +34,6 @@ class TriggerView:
         self._definition = client.jobs.get(job_id)
         if self._definition is None:
             raise ConfigError(f"No job {job_id!r} is defined.")
-        self._lock = threading.Lock()
-        self._pending = False
-        self._known: set[str] = set()
 
     @property
     def trigger(self) -> Any:
@@ -107,43 +101,20 @@ class TriggerView:
         return self.html()
 
     def _ipython_display_(self) -> None:
-        from IPython import get_ipython
         from IPython.display import display
 
-        handle = display(self._bundle(), raw=True, display_id=True)
-        # Live only in a kernel: a terminal shell would print every update again.
-        if handle is None or getattr(get_ipython(), "kernel", None) is None:
-            return
-        self._handle = handle
-        self._known = {run.id for run in self.runs()}
-        self._unsubscribe = self._client.bus.subscribe(self._on_notice)
+        from ._views import in_kernel
 
-    def _on_notice(self, notice: Any) -> None:
-        if notice.kind != "run":
+        if not in_kernel():  # a terminal shell: the text, once
+            display(self._bundle(), raw=True)
             return
-        if notice.run_id not in self._known:
-            record = self._client.repo.load_run(notice.run_id)
-            if record is None or record.get("job_id") != self.job_id:
-                return
-            self._known.add(notice.run_id)
-        with self._lock:
-            if self._pending:
-                return
-            self._pending = True
-        timer = threading.Timer(self.INTERVAL, self._flush)
-        timer.daemon = True
-        timer.start()
+        # The live runs table of this job, each run one click away (SPEC §2, §8).
+        from ._runs_table import RunsTable
 
-    def _flush(self) -> None:
-        with self._lock:
-            self._pending = False
-        try:
-            self._handle.update(self._bundle(), raw=True)
-            replaced = self._client.jobs.get(self.job_id) is not self._definition
-        except Exception:  # the store is closed (kernel shutting down): stop updating
-            replaced = True
-        if replaced:
-            self._unsubscribe()
+        header, _, _ = self._lines()
+        RunsTable(
+            self._client, job_id=self.job_id, title=header, note=lambda: self._lines()[1], text=self.text
+        ).display()
 
     def __repr__(self) -> str:
         return f"<TriggerView job={self.job_id} {self.trigger.describe() if self.trigger else ''}>"
