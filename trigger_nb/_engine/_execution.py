@@ -39,6 +39,7 @@ from .._store import Repository
 from ..retry import calculate_retry_at
 from ._control import Canceled, ControlFlow, ExecutionClosing, Suspend
 from ._states import TaskStatus, advance_task
+from ._threads import run_sync_callback
 
 #: The id of the task whose callback is running: parent of any task started inside it (v2 §2.9).
 current_parent: contextvars.ContextVar[str | None] = contextvars.ContextVar(
@@ -356,9 +357,9 @@ class Execution:
         if is_async:
             return await fn(*args)
         # Sync callbacks run in a worker thread so the loop (views, receiver, other runs)
-        # stays responsive (SPEC §4.6); to_thread copies contextvars, so output still lands
-        # in the right notebook cell.
-        result = await asyncio.to_thread(fn, *args)
+        # stays responsive (SPEC §4.6); the context is copied, so output still lands in the
+        # right notebook cell. See _threads for the cheap hand-off.
+        result = await run_sync_callback(fn, *args)
         if inspect.isawaitable(result):
             result = await result
         return result
