@@ -26,8 +26,6 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from .._engine import TaskSpec, TaskStatus
 from .._exceptions import ConfigError
 from .._filters import HttpResponse, response_filter_matches, validate_response_filter
@@ -54,6 +52,8 @@ from ..retry import calculate_retry_at
 from ._core import _check_cache_key
 
 if TYPE_CHECKING:
+    import httpx
+
     from .._engine import Execution
     from .._engine._runner import OperationContext
 
@@ -264,6 +264,8 @@ async def _send(
     Raises ``_TimedOut``, or ``FetchError`` for any other failure, with a message scrubbed of
     secrets and no chained exception (an httpx/h11 message may quote a header value).
     """
+    import httpx
+
     method, url, headers, content = request.materialize()
     try:
         return await asyncio.wait_for(
@@ -333,6 +335,8 @@ async def _run_fetch(
     """Send until a 2xx, retrying as ``strategies`` / ``timeout_plan.retry`` say (v2 §5.4)."""
     secrets = request.secrets()
     attempt = int(ctx.task.get("attempts") or 1)  # continues after a kernel restart
+    import httpx  # only when a request is sent: a job without HTTP tasks never imports it
+
     async with httpx.AsyncClient(follow_redirects=True) as http:
         while True:
             if not _still_waiting(ctx):
@@ -412,6 +416,8 @@ async def _run_poll(
     deadline = float(ctx.task.get("started_at") or time.time()) + timeout  # survives restarts
     number = _existing_attempts(ctx)
     timeouts = 0
+    import httpx  # only when a request is sent: a job without HTTP tasks never imports it
+
     async with httpx.AsyncClient(follow_redirects=True) as http:
         while True:
             if not _still_waiting(ctx):
