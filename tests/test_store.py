@@ -50,6 +50,31 @@ def test_scan_reads_large_values_stored_in_files(tmp_path: Path) -> None:
     store.close()
 
 
+def test_put_new_stores_what_put_stores_and_replaces_an_existing_key(store) -> None:  # type: ignore[no-untyped-def]
+    store.put_new("task/r/a", {"n": 1})
+    assert store.get("task/r/a") == {"n": 1}
+    store.put_new("task/r/a", {"n": 2})  # not new after all: replaced, as put would
+    assert store.get("task/r/a") == {"n": 2}
+    store.put_new("task/r/big", {"blob": "y" * 100_000})  # large: a file, as put would
+    assert dict(store.scan("task/r/")) == {"task/r/a": {"n": 2}, "task/r/big": {"blob": "y" * 100_000}}
+
+
+def test_put_new_writes_the_row_cache_set_writes(tmp_path: Path) -> None:
+    """Pins DiskcacheStore.put_new's single INSERT against the installed diskcache: the row
+    must read back through diskcache's own API and equal what Cache.set writes."""
+    store = DiskcacheStore(tmp_path / "s")
+    store.put_new("task/r/new", {"a": 1})
+    store.put("task/r/set", {"a": 1})
+    store.close()
+    cache = diskcache.Cache(str(tmp_path / "s"))
+    assert cache.get("task/r/new") == cache.get("task/r/set") == '{"a":1}'
+    columns = "raw, expire_time, access_count, tag, size, mode, filename, value"
+    rows = cache._sql(f"SELECT key, {columns} FROM Cache WHERE key LIKE 'task/r/%' ORDER BY key").fetchall()
+    assert [row[1:] for row in rows[:1]] == [row[1:] for row in rows[1:]]
+    assert "task/r/new" in cache and len(cache) == 2
+    cache.close()
+
+
 def test_blobs_and_prefix_delete(store) -> None:  # type: ignore[no-untyped-def]
     store.put_blob("blob/r/k", b"\x00\x01" * 100_000)
     store.put("task/r/k", {"a": 1})

@@ -176,6 +176,8 @@ class Execution:
         self.records: dict[str, dict[str, Any]] = {t["idempotency_key"]: t for t in tasks}
         self._next_seq = max((t.get("seq", 0) for t in tasks), default=0) + 1
         self.visited: set[str] = set()
+        #: Keys of records created by this execution and not stored yet (a cheaper first write).
+        self._fresh: set[str] = set()
         #: What happened to each task in this execution, in order: ``[task_id, outcome,
         #: attempts]`` with outcome ``ran | replayed | failed | retry | waiting``.
         self.journal: list[list[Any]] = []
@@ -530,6 +532,7 @@ class Execution:
         if seq is None:
             seq = self._next_seq
             self._next_seq += 1
+            self._fresh.add(key)
         cache_key = spec.cache_key
         record: dict[str, Any] = {
             "id": task_id_for(key),
@@ -567,8 +570,12 @@ class Execution:
     def _save(
         self, record: dict[str, Any], *, blob: bytes | None = None, index_callback: bool = False
     ) -> None:
+        key = record["idempotency_key"]
+        new = key in self._fresh
+        if new:
+            self._fresh.discard(key)
         self.repo.save_task(
-            record, blob=blob, index_callback=index_callback, job_id=self.run.get("job_id")
+            record, blob=blob, index_callback=index_callback, job_id=self.run.get("job_id"), new=new
         )
         if self.bus.active:
             self.bus.emit(Notice("task", self.run_id, task=record))

@@ -42,6 +42,13 @@ class Store(abc.ABC):
     def put(self, key: str, value: Any) -> None:
         """Store a JSON-compatible record."""
 
+    def put_new(self, key: str, value: Any) -> None:
+        """Store a record under a key that is almost certainly new (a task's first write).
+
+        Same effect as :meth:`put` (an existing record is replaced); a backend may make the
+        new-key case cheaper, e.g. one ``INSERT`` instead of a read-then-write."""
+        self.put(key, value)
+
     @abc.abstractmethod
     def delete(self, key: str) -> bool:
         """Delete ``key``; True if it existed."""

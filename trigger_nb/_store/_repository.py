@@ -108,14 +108,19 @@ class Repository:
         blob: bytes | None = None,
         index_callback: bool = False,
         job_id: str | None = None,
+        new: bool = False,
     ) -> None:
         """Store a task record (``None``/``False`` fields left out: smaller records replay
         faster). ``blob``: its pickled output; ``index_callback``: register its callback id
-        (with the run's ``job_id``, so a receiver knows whether it runs that job itself)."""
+        (with the run's ``job_id``, so a receiver knows whether it runs that job itself);
+        ``new``: the record was never stored (a cheaper write, see ``Store.put_new``)."""
         key = f"task/{task['run_id']}/{task['idempotency_key']}"
         lean = {k: v for k, v in task.items() if v is not None and v is not False}
         if blob is None and not index_callback:
-            self.store.put(key, lean)
+            if new:
+                self.store.put_new(key, lean)
+            else:
+                self.store.put(key, lean)
             return
         with self.store.transaction():
             self.store.put(key, lean)
