@@ -76,3 +76,10 @@ def test_bench_callbacks_prints_its_ratios(tmp_path: Path) -> None:
     assert "replay io.run_task: 30 in" in out
     assert "replay io.wait: 30 in" in out and "x io.run_task replay" in out
     assert "replay io.logger.info: 30 in" in out or "logger: not available yet" in out
+
+
+def test_bench_store_prints_its_ratios(tmp_path: Path) -> None:
+    out = run_benchmark("bench_store.py", "--small", "5", "--large", "60", "--repeat", "1", cwd=tmp_path)
+    assert "open a client + first invoke:" in out and "(target <= 2x:" in out
+    assert "runs(job_id=...) returning 5 runs:" in out and "proportional to the result" in out
+    assert "%job list at 60 runs:" in out and "x client.runs()" in out and "(target <= 1.2x:" in out

@@ -501,6 +501,20 @@ def test_quiet_shows_a_one_line_summary(ip: Any, client: TriggerClient) -> None:
     assert last_run(ip).id in shown and "SUCCESS" in shown
 
 
+def test_job_list_reads_each_run_record_once(ip: Any, client: TriggerClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """%job list costs what client.runs() costs: the table uses the records runs() read."""
+    for n in range(3):
+        run_cell(ip, f'%%job listed --payload {{"n": {n}}}\nreturn 1').ok()
+    reads: list[str] = []
+    storage = client.storage
+    original_get, original_scan = storage.get, storage.scan
+    monkeypatch.setattr(storage, "get", lambda key: reads.append(key) or original_get(key))
+    monkeypatch.setattr(storage, "scan", lambda prefix, **kw: reads.append(prefix) or original_scan(prefix, **kw))
+    listing = run_cell(ip, "%job list").ok()
+    assert listing.stdout.count("listed") == 3
+    assert reads == ["run/"]  # one scan, no second read per run
+
+
 # -- start-up cost (issue 10) ---------------------------------------------------------------
 
 _FIRST_CELL = """

@@ -140,15 +140,15 @@ def test_repository_loads_tasks_in_first_seen_order(tmp_path: Path) -> None:
 def test_forget_deletes_every_record_of_a_run() -> None:
     store = MemoryStore()
     repo = Repository(store)
-    repo.save_run({"id": "r", "status": "SUCCESS"})
+    repo.save_run({"id": "r", "job_id": "j", "status": "SUCCESS"})
     repo.save_task(
         {"id": "t", "run_id": "r", "idempotency_key": "k", "seq": 1, "callback_secret": "s"},
         index_callback=True,
     )
     store.put_blob("blob/r/k", b"x")
-    repo.save_run({"id": "other", "status": "SUCCESS"})
+    repo.save_run({"id": "other", "job_id": "j", "status": "SUCCESS"})
     assert repo.forget("r") >= 4
-    assert store.keys("") == ["run/other"]
+    assert sorted(store.keys("")) == ["idx/job/j/other", "idx/status/SUCCESS/other", "run/other"]
 
 
 def test_lease_busy_for_a_live_holder_free_for_a_dead_one(tmp_path: Path) -> None:

@@ -162,7 +162,7 @@ class JobMagics(Magics):
         runs = default_client().runs(job_id=parsed.options.get("job"), status=parsed.options.get("status"))
         from ._display import runs_table
 
-        print(runs_table([run.record for run in runs]))
+        print(runs_table([run.snapshot for run in runs]))
 
     def _cmd_show(self, rest: str) -> Any:
         return default_client().get_run(self._one_run_id(rest, "show"))

@@ -88,6 +88,12 @@ class Run:
         return record
 
     @property
+    def snapshot(self) -> dict[str, Any]:
+        """The run record as last read (by ``client.runs()`` or an attribute), without reading
+        the store again; :attr:`record` reads it fresh."""
+        return self._record if self._record is not None else self.record
+
+    @property
     def job_id(self) -> str:
         return str((self._record or self.record)["job_id"])
 

@@ -40,7 +40,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
     client = _client(args.dir)
     try:
-        print(runs_table([run.record for run in client.runs(job_id=args.job, status=args.status)]))
+        print(runs_table([run.snapshot for run in client.runs(job_id=args.job, status=args.status)]))
     finally:
         client.close()
     return 0

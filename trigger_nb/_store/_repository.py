@@ -8,6 +8,15 @@ Layout (all values JSON records unless noted)::
     wake/{run_id}                    "resume me": a task was resolved, maybe by another process
     hist/{run_id}/{n}                execution n's journal: [task id, outcome, attempts] per task
     cb/{task_id}                     callback index: task id -> run id, idempotency key, job id
+    idx/job/{job_id}/{run_id}        run index by job: {}
+    idx/status/{status}/{run_id}     run index by status: {"job_id", "wake_at"}
+    meta/run-index                   {"version": 1} once every run is in the indexes
+
+The run indexes make store-wide questions ("the runs of job X", "the WAITING runs to schedule")
+cost what they return, not what the store holds (SPEC §13). :meth:`Repository.save_run` keeps
+them in the same transaction as the run record; readers still check each record they load, so
+an index entry can only make a query slower, never wrong. A store written before the indexes
+existed is indexed once, by the first reader that needs them.
 
 Backend-agnostic: a second backend only implements :class:`Store`.
 """
@@ -73,15 +82,84 @@ class Repository:
         return self.store.get(f"run/{run_id}")
 
     def save_run(self, run: dict[str, Any]) -> None:
-        self.store.put(f"run/{run['id']}", run)
+        """Store the run record and move its index entries, in one transaction."""
+        run_id, status, job_id = run["id"], run["status"], run.get("job_id")
+        with self.store.transaction():
+            old = self.store.get(f"run/{run_id}")
+            if old is None and job_id is not None:
+                self.store.put_new(f"idx/job/{job_id}/{run_id}", {})
+            old_status = None if old is None else old["status"]
+            if old_status != status and old_status is not None:
+                self.store.delete(f"idx/status/{old_status}/{run_id}")
+            if old is None or old_status != status or old.get("wake_at") != run.get("wake_at"):
+                self.store.put(f"idx/status/{status}/{run_id}", {"job_id": job_id, "wake_at": run.get("wake_at")})
+            self.store.put(f"run/{run_id}", run)
 
-    def list_runs(self) -> list[dict[str, Any]]:
-        return [record for _, record in self.store.scan("run/")]
+    def list_runs(
+        self, *, job_id: str | None = None, status: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Run records, optionally only those of ``job_id`` and/or in ``status``. With a
+        filter, reads only the matching runs (through the indexes); without, every run."""
+        if job_id is None and status is None:
+            return [record for _, record in self.store.scan("run/")]
+        self._ensure_run_index()
+        candidates: set[str] | None = None
+        if job_id is not None:
+            candidates = {key.rsplit("/", 1)[1] for key in self.store.keys(f"idx/job/{job_id}/")}
+        if status is not None:
+            by_status = {key.rsplit("/", 1)[1] for key in self.store.keys(f"idx/status/{status}/")}
+            candidates = by_status if candidates is None else candidates & by_status
+        assert candidates is not None
+        records = []
+        for run_id in sorted(candidates):
+            record = self.load_run(run_id)
+            if (
+                record is not None
+                and (job_id is None or record["job_id"] == job_id)
+                and (status is None or record["status"] == status)
+            ):
+                records.append(record)
+        return records
+
+    def waiting_runs(self) -> list[tuple[str, str, float | None]]:
+        """``(run_id, job_id, wake_at)`` of every WAITING run, from the status index alone
+        (callers re-check the run record before acting on it)."""
+        self._ensure_run_index()
+        prefix = "idx/status/WAITING/"
+        return [
+            (key[len(prefix) :], entry["job_id"], entry.get("wake_at"))
+            for key, entry in self.store.scan(prefix)
+        ]
+
+    _indexed = False
+
+    def _ensure_run_index(self) -> None:
+        """Index a store written before the run indexes existed (once per store, ever)."""
+        if self._indexed or self.store.get("meta/run-index") is not None:
+            self._indexed = True
+            return
+        with self.store.transaction():
+            if self.store.get("meta/run-index") is None:
+                for prefix in ("idx/job/", "idx/status/"):
+                    self.store.delete_prefix(prefix)
+                for run_id, run in self.store.scan("run/"):
+                    run_id = run_id[len("run/") :]
+                    self.store.put(f"idx/job/{run.get('job_id')}/{run_id}", {})
+                    self.store.put(
+                        f"idx/status/{run['status']}/{run_id}",
+                        {"job_id": run.get("job_id"), "wake_at": run.get("wake_at")},
+                    )
+                self.store.put("meta/run-index", {"version": 1})
+        self._indexed = True
 
     def forget(self, run_id: str) -> int:
         """Delete a run and everything under it; returns how many records went."""
         with self.store.transaction():
             count = 0
+            run = self.load_run(run_id)
+            if run is not None:
+                self.store.delete(f"idx/job/{run.get('job_id')}/{run_id}")
+                self.store.delete(f"idx/status/{run['status']}/{run_id}")
             for task in self.load_tasks(run_id):
                 count += self.store.delete(f"cb/{task['id']}")
             # kv/run/...: a later run with the same (derived) id must not see stale values.
