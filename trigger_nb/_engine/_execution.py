@@ -27,7 +27,7 @@ import json
 import pickle
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +36,7 @@ from .._exceptions import CallbackTimeoutError, DuplicateTaskKeyError, TaskError
 from .._keys import display_key, idempotency_key, task_id_for
 from .._serde import DEFAULT_OUTPUT_LIMIT, encode_output, error_record, jsonable_for_display
 from .._store import Repository
+from .._store._codec import loads_record
 from ..retry import calculate_retry_at
 from ._control import Canceled, ControlFlow, ExecutionClosing, Suspend
 from ._states import TaskStatus, advance_task
@@ -150,7 +151,7 @@ class Execution:
     def __init__(
         self,
         run: dict[str, Any],
-        tasks: list[dict[str, Any]],
+        tasks: list[dict[str, Any]] | dict[str, str],
         *,
         repo: Repository,
         bus: EventBus,
@@ -173,14 +174,20 @@ class Execution:
         self.make_callback_url = callback_url
         self.start_operation = start_operation
         self.clock = clock
-        self.records: dict[str, dict[str, Any]] = {t["idempotency_key"]: t for t in tasks}
-        self._next_seq = max((t.get("seq", 0) for t in tasks), default=0) + 1
+        #: Task records by idempotency key. A ``str`` is a record still as stored (JSON text,
+        #: from ``Repository.load_task_texts``): decoded when its task is reached, and kept
+        #: decoded only if it may change (a replayed COMPLETED record is used and dropped).
+        self.records: dict[str, dict[str, Any] | str] = (
+            dict(tasks) if isinstance(tasks, dict) else {t["idempotency_key"]: t for t in tasks}
+        )
+        self._next_seq: int | None = None  # computed when the first new task needs one
         self.visited: set[str] = set()
         #: Keys of records created by this execution and not stored yet (a cheaper first write).
         self._fresh: set[str] = set()
-        #: What happened to each task in this execution, in order: ``[task_id, outcome,
-        #: attempts]`` with outcome ``ran | replayed | failed | retry | waiting``.
-        self.journal: list[list[Any]] = []
+        #: What happened to each task in this execution, in order: ``(task_id, outcome,
+        #: attempts)`` with outcome ``ran | replayed | failed | retry | waiting``. Tuples: the
+        #: garbage collector stops tracking them, lists it would walk on every collection.
+        self.journal: list[tuple[str, str, int]] = []
         self.started_at = clock()
         self.suspensions: list[Suspend] = []
         self.closing = False
@@ -210,14 +217,19 @@ class Execution:
         self.visited.add(key)
         record = self.records.get(key)
         if record is not None:
+            if record.__class__ is str:
+                record = loads_record(record)
+                if record["status"] != TaskStatus.COMPLETED:
+                    self.records[key] = record  # it may change in this execution: keep it
+            assert isinstance(record, dict)
             status = record["status"]
             if status == TaskStatus.COMPLETED:
-                self.journal.append([record["id"], "replayed", record["attempts"]])
+                self.journal.append((record["id"], "replayed", record["attempts"]))
                 if self.bus.active:
                     self.bus.emit(Notice("task", self.run_id, task=record, data={"replayed": True}))
                 return self._stored_output(record, spec.parse_output)
             if status == TaskStatus.ERRORED and not self.reset_errored:
-                self.journal.append([record["id"], "failed", record["attempts"]])
+                self.journal.append((record["id"], "failed", record["attempts"]))
                 raise self._task_error(record, None)
         self._inflight += 1
         try:
@@ -388,7 +400,7 @@ class Execution:
         record["error"] = None
         record.pop("callback_pending", None)
         self._save(record, blob=blob)
-        self.journal.append([record["id"], "ran", record["attempts"]])
+        self.journal.append((record["id"], "ran", record["attempts"]))
         value = encoded.value
         return spec.parse_output(value) if spec.parse_output is not None else value
 
@@ -445,7 +457,7 @@ class Execution:
         record["ran_in"] = self.number
         record.pop("callback_pending", None)
         self._save(record)
-        self.journal.append([record["id"], "failed", record["attempts"]])
+        self.journal.append((record["id"], "failed", record["attempts"]))
         raise self._task_error(record, original) from original
 
     def _task_error(self, record: dict[str, Any], original: BaseException | None) -> TaskError:
@@ -508,11 +520,11 @@ class Execution:
             stored = self.repo.load_task(self.run_id, record["idempotency_key"])
             if stored is not None and stored["status"] == TaskStatus.COMPLETED:
                 self.records[record["idempotency_key"]] = stored
-                self.journal.append([stored["id"], "ran", stored["attempts"]])
+                self.journal.append((stored["id"], "ran", stored["attempts"]))
                 return self._stored_output(stored, parse_output)
             if stored is not None and stored["status"] == TaskStatus.ERRORED:
                 self.records[record["idempotency_key"]] = stored
-                self.journal.append([stored["id"], "failed", stored["attempts"]])
+                self.journal.append((stored["id"], "failed", stored["attempts"]))
                 raise self._task_error(stored, None)
         self._suspend(record, record.get("external_timeout_at"), "external")
 
@@ -530,6 +542,8 @@ class Execution:
         self, spec: TaskSpec, key: str, parent_id: str | None, now: float, *, seq: int | None = None
     ) -> dict[str, Any]:
         if seq is None:
+            if self._next_seq is None:
+                self._next_seq = max((r.get("seq", 0) for r in self.iter_records()), default=0) + 1
             seq = self._next_seq
             self._next_seq += 1
             self._fresh.add(key)
@@ -567,6 +581,12 @@ class Execution:
         self.records[key] = record
         return record
 
+    def iter_records(self) -> Iterator[dict[str, Any]]:
+        """Every task record of the run known to this execution, decoded (records still
+        stored as text are decoded for the caller and not kept)."""
+        for record in list(self.records.values()):
+            yield loads_record(record) if isinstance(record, str) else record
+
     def _save(
         self, record: dict[str, Any], *, blob: bytes | None = None, index_callback: bool = False
     ) -> None:
@@ -584,7 +604,7 @@ class Execution:
         signal = Suspend(record["id"], due_at, reason)
         self.suspensions.append(signal)
         outcome = "retry" if reason == "retry" else "waiting"
-        self.journal.append([record["id"], outcome, record["attempts"]])
+        self.journal.append((record["id"], outcome, record["attempts"]))
         raise signal
 
     def _stored_output(self, record: dict[str, Any], parse_output: Callable[[Any], Any] | None) -> Any:

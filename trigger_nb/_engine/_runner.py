@@ -153,7 +153,7 @@ class Runner:
         run_id = run["id"]
         execution = Execution(
             run,
-            self.repo.load_tasks(run_id),
+            self.repo.load_task_texts(run_id),
             repo=self.repo,
             bus=self.bus,
             number=run["executions"],
@@ -172,7 +172,12 @@ class Runner:
         finally:
             renewer.cancel()
             self._active.pop(run_id, None)
-        return self._finish(run, execution, outcome, value)
+        try:
+            return self._finish(run, execution, outcome, value)
+        finally:
+            # execution.io refers back to the execution: without this the pair (and every
+            # record it holds) would wait for a full garbage collection to be freed.
+            execution.io = None
 
     async def _drive(
         self, execution: Execution, job: JobDefinition, run: dict[str, Any]
@@ -261,7 +266,7 @@ class Runner:
         return run
 
     def _cancel_waiting_tasks(self, execution: Execution) -> None:
-        for record in execution.records.values():
+        for record in execution.iter_records():
             if record["status"] in (TaskStatus.WAITING, TaskStatus.RUNNING, TaskStatus.PENDING):
                 advance_task(record, TaskStatus.CANCELED)
                 record.pop("callback_pending", None)

@@ -131,9 +131,11 @@ class DiskcacheStore(Store):
             (prefix, prefix + "\U0010ffff"),
         ).fetchall()
         out = []
+        fetch = self._fetch
         for key, mode, filename, value in rows:
-            data = self._fetch(mode, filename, value, False)
-            if isinstance(data, str):
+            # mode 1 (MODE_RAW) is the value itself: skip a call per row on the replay path.
+            data = value if mode == 1 else fetch(mode, filename, value, False)
+            if data.__class__ is str:
                 out.append((key, decode(data)))
         return out
 

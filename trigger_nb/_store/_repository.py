@@ -38,6 +38,10 @@ from ._codec import loads_record
 LEASE_TTL = 60.0
 
 
+def _as_text(text: str) -> str:
+    return text
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
@@ -175,6 +179,16 @@ class Repository:
         tasks = [record for _, record in self.store.scan(f"task/{run_id}/", decode=loads_record)]
         tasks.sort(key=lambda t: t.get("seq", 0))
         return tasks
+
+    def load_task_texts(self, run_id: str) -> dict[str, str]:
+        """Every task record of a run as its stored JSON text, by idempotency key, in one read.
+
+        An execution decodes a record only when its task is reached: a replayed task's record
+        is decoded, used and dropped, so a run of 50,000 tasks never holds 50,000 dicts for the
+        garbage collector to walk (SPEC §13: replay cost flat in the run's size)."""
+        prefix = f"task/{run_id}/"
+        n = len(prefix)
+        return {key[n:]: text for key, text in self.store.scan(prefix, decode=_as_text)}
 
     def load_task(self, run_id: str, idempotency_key: str) -> dict[str, Any] | None:
         return self.store.get(f"task/{run_id}/{idempotency_key}")
