@@ -42,6 +42,7 @@ def test_bench_engine_prints_its_ratios(tmp_path: Path) -> None:
     out = run_benchmark(
         "bench_engine.py",
         *("--tasks", "30", "--repeat", "1", "--subprocess-repeat", "1", "--history", "3"),
+        *("--large-tasks", "90"),
         "--no-dbos",
         cwd=tmp_path,
     )
@@ -49,6 +50,7 @@ def test_bench_engine_prints_its_ratios(tmp_path: Path) -> None:
         ("first execution: 30 tasks", "x raw diskcache set (target <= 2x"),
         ("replay: 30 tasks", "x raw get+json (target <= 1.5x"),
         ("replay once the run has 3+ executions", "x a 2nd execution's replay"),
+        ("replay per task at 90 tasks:", "x at 30 tasks"),
         ("sync callbacks (worker thread)", "x raw set (target <= 2x"),
         ("cache hit vs joblib.Memory hit:", "x faster (target >= 10x"),
         ("live log view attached", "without it"),
