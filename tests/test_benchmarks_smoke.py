@@ -85,3 +85,9 @@ def test_bench_store_prints_its_ratios(tmp_path: Path) -> None:
     assert "open a client + first invoke:" in out and "(target <= 2x:" in out
     assert "runs(job_id=...) returning 5 runs:" in out and "proportional to the result" in out
     assert "%job list at 60 runs:" in out and "x client.runs()" in out and "(target <= 1.2x:" in out
+
+
+def test_bench_memory_prints_its_ratio(tmp_path: Path) -> None:
+    out = run_benchmark("bench_memory.py", "--mib", "4", "--repeat", "1", cwd=tmp_path)
+    assert "peak memory: a 4 MiB string output" in out
+    assert "extra copies of the value (target <= 1 copy:" in out and "replaying it: peak" in out

@@ -67,6 +67,8 @@ def redact_paths(value: Any, paths: list[str] | None) -> Any:
 def _output_of(task: dict[str, Any]) -> Any:
     if task.get("output_encoding") == "pickle":
         return "<pickled output>"
+    if task.get("output_in_blob"):
+        return f"<large output: {task['output_in_blob']:,} bytes of JSON>"
     text = task.get("output_json")
     value = None if text is None else json.loads(text)
     return redact_paths(value, (task.get("redact") or {}).get("paths"))
@@ -75,7 +77,9 @@ def _output_of(task: dict[str, Any]) -> Any:
 def _shows_output(task: dict[str, Any]) -> bool:
     """Noop tasks (waits, logs) have no meaningful output (v2 §5.1)."""
     return not task.get("noop") and (
-        task.get("output_json") is not None or task.get("output_encoding") == "pickle"
+        task.get("output_json") is not None
+        or task.get("output_encoding") == "pickle"
+        or bool(task.get("output_in_blob"))
     )
 
 

@@ -234,13 +234,9 @@ class Run:
 
 
 def _task_output(repo: Any, task: dict[str, Any]) -> Any:
-    if task.get("output_encoding") == "pickle":
-        import pickle
+    from ._engine._execution import stored_output
 
-        data = repo.load_blob(task)
-        return None if data is None else pickle.loads(data)
-    text = task.get("output_json")
-    return None if text is None else json.loads(text)
+    return stored_output(repo, task)
 
 
 def duration_ms(start: float | None, end: float | None) -> float | None:

@@ -34,7 +34,13 @@ from typing import Any
 from .._events import EventBus, Notice
 from .._exceptions import CallbackTimeoutError, DuplicateTaskKeyError, TaskError, TaskOutputError
 from .._keys import display_key, idempotency_key, task_id_for
-from .._serde import DEFAULT_OUTPUT_LIMIT, encode_output, error_record, jsonable_for_display
+from .._serde import (
+    DEFAULT_OUTPUT_LIMIT,
+    encode_large_string,
+    encode_output,
+    error_record,
+    jsonable_for_display,
+)
 from .._store import Repository
 from .._store._codec import loads_record
 from ..retry import calculate_retry_at
@@ -380,6 +386,8 @@ class Execution:
 
     def _complete(self, record: dict[str, Any], spec: TaskSpec, value: Any) -> Any:
         serializer = spec.serializer or self.default_serializer
+        if type(value) is str and len(value) >= LARGE_OUTPUT:
+            return self._complete_large_string(record, spec, value)
         try:
             encoded = encode_output(
                 value, serializer=serializer, limit=self.output_limit, cache_key=record["display_key"]
@@ -387,10 +395,16 @@ class Execution:
         except TaskOutputError as exc:
             # Retrying cannot make an output serialisable: fail at once.
             return self._fail(record, exc)
-        blob = None
+        blob: bytes | Iterator[bytes] | None = None
         if encoded.encoding == "pickle":
             blob = encoded.data if isinstance(encoded.data, bytes) else encoded.data.encode()
             record["output_json"] = None
+        elif isinstance(encoded.data, str) and len(encoded.data) >= LARGE_OUTPUT:
+            # Streamed to a blob a chunk at a time, not embedded (and escaped again) in the
+            # record: storing costs the value plus its JSON text (SPEC §13).
+            blob = _ascii_chunks(encoded.data, OUTPUT_CHUNK)
+            record["output_json"] = None
+            record["output_in_blob"] = len(encoded.data)
         else:
             record["output_json"] = encoded.data
         record["output_encoding"] = encoded.encoding
@@ -402,6 +416,27 @@ class Execution:
         self._save(record, blob=blob)
         self.journal.append((record["id"], "ran", record["attempts"]))
         value = encoded.value
+        return spec.parse_output(value) if spec.parse_output is not None else value
+
+    def _complete_large_string(self, record: dict[str, Any], spec: TaskSpec, value: str) -> Any:
+        """A large str output: its JSON is streamed to a blob a chunk at a time, never built
+        whole, and not embedded (escaped again) in the record (SPEC §13)."""
+        try:
+            size, chunks = encode_large_string(
+                value, limit=self.output_limit, cache_key=record["display_key"]
+            )
+        except TaskOutputError as exc:
+            return self._fail(record, exc)
+        record["output_json"] = None
+        record["output_encoding"] = "json"
+        record["output_in_blob"] = size
+        advance_task(record, TaskStatus.COMPLETED)
+        record["completed_at"] = self.clock()
+        record["ran_in"] = self.number
+        record["error"] = None
+        record.pop("callback_pending", None)
+        self._save(record, blob=chunks())
+        self.journal.append((record["id"], "ran", record["attempts"]))
         return spec.parse_output(value) if spec.parse_output is not None else value
 
     async def _on_error(
@@ -588,7 +623,11 @@ class Execution:
             yield loads_record(record) if isinstance(record, str) else record
 
     def _save(
-        self, record: dict[str, Any], *, blob: bytes | None = None, index_callback: bool = False
+        self,
+        record: dict[str, Any],
+        *,
+        blob: bytes | Iterator[bytes] | None = None,
+        index_callback: bool = False,
     ) -> None:
         key = record["idempotency_key"]
         new = key in self._fresh
@@ -608,13 +647,33 @@ class Execution:
         raise signal
 
     def _stored_output(self, record: dict[str, Any], parse_output: Callable[[Any], Any] | None) -> Any:
-        if record.get("output_encoding") == "pickle":
-            data = self.repo.load_blob(record)
-            value = None if data is None else pickle.loads(data)
-        else:
-            text = record.get("output_json")
-            value = None if text is None else json.loads(text)
+        value = stored_output(self.repo, record)
         return parse_output(value) if parse_output is not None else value
+
+
+def stored_output(repo: Repository, record: dict[str, Any]) -> Any:
+    """The output of a completed task record: inline JSON text, a large JSON output in its
+    blob, or a pickled output in its blob."""
+    if record.get("output_encoding") == "pickle":
+        data = repo.load_blob(record)
+        return None if data is None else pickle.loads(data)
+    if record.get("output_in_blob"):
+        data = repo.load_blob(record)
+        return None if data is None else json.loads(data)
+    text = record.get("output_json")
+    return None if text is None else json.loads(text)
+
+
+#: Outputs whose JSON is at least this long (characters = bytes: the JSON text is ASCII), or
+#: str outputs this long, are stored in a blob, streamed in chunks of OUTPUT_CHUNK, instead
+#: of inside the task record.
+LARGE_OUTPUT = 1 << 20
+OUTPUT_CHUNK = 1 << 20
+
+
+def _ascii_chunks(text: str, size: int) -> Iterator[bytes]:
+    for start in range(0, len(text), size):
+        yield text[start : start + size].encode("ascii")
 
 
 def _to_epoch(when: Any) -> float:

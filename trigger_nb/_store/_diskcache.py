@@ -18,7 +18,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from functools import wraps
 from typing import Any, TypeVar
@@ -77,6 +77,27 @@ def _explain(path: str, exc: BaseException) -> StoreError:
     ):
         return StoreError(f"The trigger_nb store at {path!r} is not writable ({text}). {_REMEDY}.")
     return StoreError(f"The trigger_nb store at {path!r} cannot be used ({text}). {_REMEDY}.")
+
+
+class _ChunkReader:
+    """A read-only file over an iterable of byte chunks (``Cache.set(..., read=True)`` calls
+    ``read(size)`` until it returns ``b""``); holds one chunk at a time."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = iter(chunks)
+        self._pending = b""
+
+    def read(self, size: int = -1) -> bytes:
+        while not self._pending:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return b""
+            self._pending = chunk
+        if size < 0 or size >= len(self._pending):
+            data, self._pending = self._pending, b""
+            return data
+        data, self._pending = self._pending[:size], self._pending[size:]
+        return data
 
 
 class DiskcacheStore(Store):
@@ -176,6 +197,12 @@ class DiskcacheStore(Store):
     def put_blob(self, key: str, data: bytes) -> None:
         with self._write_lock:
             self._cache.set(key, bytes(data))
+
+    @_store_errors
+    def put_blob_chunks(self, key: str, chunks: Iterable[bytes]) -> None:
+        # read=True: diskcache copies the reader to a file 4 MiB at a time.
+        with self._write_lock:
+            self._cache.set(key, _ChunkReader(chunks), read=True)
 
     @_store_errors
     def keys(self, prefix: str) -> list[str]:

@@ -27,7 +27,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .._exceptions import RunBusyError
@@ -197,13 +197,14 @@ class Repository:
         self,
         task: dict[str, Any],
         *,
-        blob: bytes | None = None,
+        blob: bytes | Iterable[bytes] | None = None,
         index_callback: bool = False,
         job_id: str | None = None,
         new: bool = False,
     ) -> None:
         """Store a task record (``None``/``False`` fields left out: smaller records replay
-        faster). ``blob``: its pickled output; ``index_callback``: register its callback id
+        faster). ``blob``: its output as bytes (pickled) or byte chunks (a large JSON output,
+        streamed to the store); ``index_callback``: register its callback id
         (with the run's ``job_id``, so a receiver knows whether it runs that job itself);
         ``new``: the record was never stored (a cheaper write, see ``Store.put_new``)."""
         key = f"task/{task['run_id']}/{task['idempotency_key']}"
@@ -216,8 +217,10 @@ class Repository:
             return
         with self.store.transaction():
             self.store.put(key, lean)
-            if blob is not None:
+            if isinstance(blob, bytes):
                 self.store.put_blob(f"blob/{task['run_id']}/{task['idempotency_key']}", blob)
+            elif blob is not None:
+                self.store.put_blob_chunks(f"blob/{task['run_id']}/{task['idempotency_key']}", blob)
             if index_callback:
                 self.store.put(
                     f"cb/{task['id']}",
