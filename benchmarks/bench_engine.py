@@ -358,7 +358,7 @@ def main() -> None:
 
         def spread(key: str, base: str) -> str:
             """The range of the per-repetition ratios (each against its own baseline)."""
-            ratios = [a / b for a, b in zip(t[key], t[base])]
+            ratios = [a / b for a, b in zip(t[key], t[base], strict=True)]
             return f"range {min(ratios):.1f}-{max(ratios):.1f}x"
 
         overhead = m["first"] - async_cb
