@@ -148,3 +148,30 @@ def test_a_new_client_schedules_waiting_runs_from_the_index_alone(store: Countin
         assert store.reads["get run"] <= 6  # the new run's own reads, none of the 40 old ones
     finally:
         client.close()
+
+
+def test_executing_runs_are_found_without_an_index_entry(store: CountingStore) -> None:
+    """Every execution passes through EXECUTING: it has no index entry (two writes fewer per
+    execution); asking for it reads every run."""
+    repo = Repository(store)
+    run = _save(repo, "busy", "job", RunStatus.EXECUTING)
+    assert store.keys("idx/status/") == []
+    assert [r["id"] for r in repo.list_runs(status=RunStatus.EXECUTING)] == ["busy"]
+    assert [r["id"] for r in repo.list_runs(status=RunStatus.EXECUTING, job_id="job")] == ["busy"]
+    advance_run(run, RunStatus.SUCCESS)
+    repo.save_run(run)
+    assert store.keys("idx/status/") == ["idx/status/SUCCESS/busy"]
+
+
+def test_an_execution_reads_its_run_record_once_per_transaction(store: CountingStore) -> None:
+    """Begin and finish each read the run once: save_run is handed what they read."""
+    client = TriggerClient(storage=store)
+    try:
+        client.add_job(_job("job"))
+        run = client.invoke_sync("job", {"n": 1})
+        store.reads.clear()
+        client.invoke_sync("job", run_id=run.id)
+        # _prepare_run, _begin, _finish: one read each (no second read inside save_run)
+        assert store.reads["get run"] == 3, store.reads
+    finally:
+        client.close()

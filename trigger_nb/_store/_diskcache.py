@@ -27,9 +27,9 @@ import diskcache
 
 from .._exceptions import StoreError
 from ._base import Store
+from ._codec import dumps_record
 
-# One encoder for every record: json.dumps(separators=...) would build a new one per call.
-_encode = json.JSONEncoder(separators=(",", ":")).encode
+_encode = dumps_record
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -9,7 +9,7 @@ Layout (all values JSON records unless noted)::
     hist/{run_id}/{n}                execution n's journal: [task id, outcome, attempts] per task
     cb/{task_id}                     callback index: task id -> run id, idempotency key, job id
     idx/job/{job_id}/{run_id}        run index by job: {}
-    idx/status/{status}/{run_id}     run index by status: {"job_id", "wake_at"}
+    idx/status/{status}/{run_id}     run index by status: {"job_id", "wake_at"} (not EXECUTING)
     meta/run-index                   {"version": 1} once every run is in the indexes
 
 The run indexes make store-wide questions ("the runs of job X", "the WAITING runs to schedule")
@@ -36,6 +36,13 @@ from ._codec import loads_record
 
 #: A lease not renewed for this long is free (its holder died or hung).
 LEASE_TTL = 60.0
+
+
+#: ``save_run``'s "not read yet" marker (``None`` means "read: there is no such run").
+_UNREAD = object()
+#: Runs in this status have no status index entry: every execution passes through it, and
+#: nobody looks for it often (a query for it reads every run).
+_UNINDEXED = "EXECUTING"
 
 
 def _as_text(text: str) -> str:
@@ -85,18 +92,23 @@ class Repository:
     def load_run(self, run_id: str) -> dict[str, Any] | None:
         return self.store.get(f"run/{run_id}")
 
-    def save_run(self, run: dict[str, Any]) -> None:
-        """Store the run record and move its index entries, in one transaction."""
+    def save_run(self, run: dict[str, Any], *, stored: Any = _UNREAD) -> None:
+        """Store the run record and move its index entries, in one transaction.
+
+        ``stored``: the record as it is in the store right now (``None`` if absent), when the
+        caller read it in its own open transaction: saves reading it again."""
         run_id, status, job_id = run["id"], run["status"], run.get("job_id")
         with self.store.transaction():
-            old = self.store.get(f"run/{run_id}")
+            old = self.store.get(f"run/{run_id}") if stored is _UNREAD else stored
             if old is None and job_id is not None:
                 self.store.put_new(f"idx/job/{job_id}/{run_id}", {})
             old_status = None if old is None else old["status"]
-            if old_status != status and old_status is not None:
-                self.store.delete(f"idx/status/{old_status}/{run_id}")
-            if old is None or old_status != status or old.get("wake_at") != run.get("wake_at"):
-                self.store.put(f"idx/status/{status}/{run_id}", {"job_id": job_id, "wake_at": run.get("wake_at")})
+            wake_at = run.get("wake_at")
+            if old_status != status or (old is not None and old.get("wake_at") != wake_at):
+                if old_status is not None and old_status != _UNINDEXED and old_status != status:
+                    self.store.delete(f"idx/status/{old_status}/{run_id}")
+                if status != _UNINDEXED:
+                    self.store.put(f"idx/status/{status}/{run_id}", {"job_id": job_id, "wake_at": wake_at})
             self.store.put(f"run/{run_id}", run)
 
     def list_runs(
@@ -104,13 +116,17 @@ class Repository:
     ) -> list[dict[str, Any]]:
         """Run records, optionally only those of ``job_id`` and/or in ``status``. With a
         filter, reads only the matching runs (through the indexes); without, every run."""
-        if job_id is None and status is None:
-            return [record for _, record in self.store.scan("run/")]
+        if (job_id is None and status is None) or (job_id is None and status == _UNINDEXED):
+            return [
+                record
+                for _, record in self.store.scan("run/")
+                if status is None or record["status"] == status
+            ]
         self._ensure_run_index()
         candidates: set[str] | None = None
         if job_id is not None:
             candidates = {key.rsplit("/", 1)[1] for key in self.store.keys(f"idx/job/{job_id}/")}
-        if status is not None:
+        if status is not None and status != _UNINDEXED:
             by_status = {key.rsplit("/", 1)[1] for key in self.store.keys(f"idx/status/{status}/")}
             candidates = by_status if candidates is None else candidates & by_status
         assert candidates is not None
@@ -149,10 +165,11 @@ class Repository:
                 for run_id, run in self.store.scan("run/"):
                     run_id = run_id[len("run/") :]
                     self.store.put(f"idx/job/{run.get('job_id')}/{run_id}", {})
-                    self.store.put(
-                        f"idx/status/{run['status']}/{run_id}",
-                        {"job_id": run.get("job_id"), "wake_at": run.get("wake_at")},
-                    )
+                    if run["status"] != _UNINDEXED:
+                        self.store.put(
+                            f"idx/status/{run['status']}/{run_id}",
+                            {"job_id": run.get("job_id"), "wake_at": run.get("wake_at")},
+                        )
                 self.store.put("meta/run-index", {"version": 1})
         self._indexed = True
 
