@@ -184,3 +184,25 @@ def test_a_lease_held_elsewhere_expires_only_with_time() -> None:
     store.put("run/r", {"id": "r", "status": "EXECUTING", "lease": lease})
     with pytest.raises(RunBusyError, match="another-host"):
         Repository(store).acquire_lease("r")
+
+
+def test_records_encode_exactly_as_the_stdlib_would(tmp_path: Path) -> None:
+    """Records are encoded with orjson, except where orjson would store something else."""
+    import json
+
+    from trigger_nb._store._codec import dumps_record
+
+    class Name(str):
+        pass
+
+    for value in [
+        {"big": 2**70, "neg": -(2**64), "f": 0.1, "e": 1e16, "s": "é\u2028 \"q\" \\"},
+        {1: "int key", None: "null key"},
+        {"sub": Name("x"), "nested": [[], {}, [1, [2]]]},
+        {"surrogate": "\ud800"},
+    ]:
+        assert json.loads(dumps_record(value)) == json.loads(json.dumps(value))
+    store = DiskcacheStore(tmp_path / "s")
+    store.put("run/big", {"n": 2**70})
+    assert store.get("run/big") == {"n": 2**70}
+    store.close()
