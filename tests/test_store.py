@@ -75,6 +75,24 @@ def test_put_new_writes_the_row_cache_set_writes(tmp_path: Path) -> None:
     cache.close()
 
 
+def test_put_replaces_small_and_file_backed_values_as_cache_set_does(tmp_path: Path) -> None:
+    """Pins DiskcacheStore.put's in-place UPDATE: the replaced row reads back through
+    diskcache, and a value that was in a file leaves no file behind."""
+    store = DiskcacheStore(tmp_path / "s")
+    store.put("run/a", {"v": 1})
+    store.put("run/a", {"v": 2})  # small over small: the UPDATE
+    store.put("run/b", {"v": "x" * 100_000})  # a file
+    store.put("run/b", {"v": 3})  # small over a file: Cache.set removes the file
+    store.close()
+    cache = diskcache.Cache(str(tmp_path / "s"))
+    assert cache.get("run/a") == '{"v":2}' and cache.get("run/b") == '{"v":3}'
+    files = [name for _, _, names in os.walk(tmp_path / "s") for name in names if name.endswith(".val")]
+    assert files == []
+    rows = cache._sql("SELECT raw, expire_time, tag, size, mode, filename FROM Cache WHERE key LIKE 'run/%'").fetchall()
+    assert rows == [(1, None, None, 0, 1, None)] * 2
+    cache.close()
+
+
 def test_blobs_and_prefix_delete(store) -> None:  # type: ignore[no-untyped-def]
     store.put_blob("blob/r/k", b"\x00\x01" * 100_000)
     store.put("task/r/k", {"a": 1})

@@ -35,6 +35,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 # The row Cache.set writes for a str key and a small str value: raw key, no expiry, no tag,
 # mode 1 (diskcache.core.MODE_RAW), value inline. Pinned by tests/test_store.py.
+_UPDATE_RAW = (
+    "UPDATE Cache SET store_time = ?, expire_time = NULL, access_time = ?, access_count = 0,"
+    " tag = NULL, size = 0, mode = 1, filename = NULL, value = ?"
+    " WHERE key = ? AND raw = 1 AND filename IS NULL"
+)
 _INSERT_RAW = (
     "INSERT INTO Cache(key, raw, store_time, expire_time, access_time, access_count, tag, size,"
     " mode, filename, value) VALUES (?, 1, ?, NULL, ?, 0, NULL, 0, 1, NULL, ?)"
@@ -162,8 +167,15 @@ class DiskcacheStore(Store):
 
     @_store_errors
     def put(self, key: str, value: Any) -> None:
+        # Most puts replace a small record (a run or task record, again): one UPDATE of the
+        # row in place, instead of Cache.set's BEGIN / SELECT / UPDATE / COMMIT. A new key, or
+        # an old value kept in a file (which must be removed), takes Cache.set.
         data = _encode(value)
         with self._write_lock:
+            if len(data) < self._min_file_size:
+                now = time.time()
+                if self._cache._sql(_UPDATE_RAW, (now, now, data, key)).rowcount == 1:
+                    return
             self._cache.set(key, data)
 
     @_store_errors

@@ -108,7 +108,11 @@ class Repository:
                 if old_status is not None and old_status != _UNINDEXED and old_status != status:
                     self.store.delete(f"idx/status/{old_status}/{run_id}")
                 if status != _UNINDEXED:
-                    self.store.put(f"idx/status/{status}/{run_id}", {"job_id": job_id, "wake_at": wake_at})
+                    entry = {"job_id": job_id, "wake_at": wake_at}
+                    if old_status == status:  # a new wake time: the entry exists
+                        self.store.put(f"idx/status/{status}/{run_id}", entry)
+                    else:
+                        self.store.put_new(f"idx/status/{status}/{run_id}", entry)
             self.store.put(f"run/{run_id}", run)
 
     def list_runs(
@@ -277,7 +281,7 @@ class Repository:
     # -- execution journals (what each execution did with each task) ----------------------
     def save_journal(self, run_id: str, number: int, journal: list[Any], *, keep: int) -> None:
         """Store execution ``number``'s journal; drop the one ``keep`` executions older."""
-        self.store.put(f"hist/{run_id}/{number:08d}", journal)
+        self.store.put_new(f"hist/{run_id}/{number:08d}", journal)
         if number > keep:
             self.store.delete(f"hist/{run_id}/{number - keep:08d}")
 
