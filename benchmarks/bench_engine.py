@@ -150,7 +150,7 @@ class EngineRuns:
     def first_with_view(self, job_id: str) -> float | None:
         """First execution with the live log view subscribed (None if that view is absent)."""
         try:
-            from trigger_nb._display import _LiveView
+            from trigger_nb._notebook._display import _LiveView
             from trigger_nb._run import Run
         except ImportError:
             return None
@@ -160,7 +160,7 @@ class EngineRuns:
                 pass
 
         run_id = f"view-{time.time_ns()}"
-        _LiveView(Run(self.client, run_id), Handle(), False)
+        _LiveView(Run(self.client.run_controls, run_id), Handle(), False)
         started = time.perf_counter()
         self.client.invoke_sync(job_id, {"n": self.n}, run_id=run_id)
         elapsed = time.perf_counter() - started
@@ -415,7 +415,7 @@ def main() -> None:
             f"{fmt_us(hit)} (replayed task, whole run amortised)"
         )
         if not t["view"]:
-            print("live log view attached: not measured (trigger_nb._display._LiveView not found)")
+            print("live log view attached: not measured (trigger_nb._notebook._display._LiveView not found)")
         else:
             with_view = m["view"]
             ratio = with_view / m["first"]

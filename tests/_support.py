@@ -128,3 +128,22 @@ class ScriptedServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+
+
+def client_at(location: str, **kwargs: Any) -> Any:
+    """A client on the store at ``location``: a ``postgresql://`` URL or a directory."""
+    from trigger_nb import TriggerClient
+    from trigger_nb._config import is_store_url
+
+    if is_store_url(location):
+        return TriggerClient(store=location, **kwargs)
+    return TriggerClient(dir=location, **kwargs)
+
+
+#: For child-process scripts: ``open_client(location)``, the same rule as :func:`client_at`.
+CLIENT_AT_SOURCE = (
+    "def open_client(location, **kwargs):\n"
+    "    from trigger_nb import TriggerClient\n"
+    "    key = 'store' if location.startswith(('postgresql://', 'postgres://')) else 'dir'\n"
+    "    return TriggerClient(**{key: location}, **kwargs)\n"
+)

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -91,3 +92,16 @@ def test_bench_memory_prints_its_ratio(tmp_path: Path) -> None:
     out = run_benchmark("bench_memory.py", "--mib", "4", "--repeat", "1", cwd=tmp_path)
     assert "peak memory: a 4 MiB string output" in out
     assert "extra copies of the value (target <= 1 copy:" in out and "replaying it: peak" in out
+
+
+def test_bench_postgres_prints_its_ratios(tmp_path: Path, pg_server: Any) -> None:
+    out = run_benchmark(
+        "bench_postgres.py",
+        *("--url", pg_server.url, "--tasks", "20", "--repeat", "1"),
+        *("--callbacks", "10", "--clients", "2", "--latency-runs", "2"),
+        cwd=tmp_path,
+    )
+    assert "x a raw INSERT of the record" in out
+    assert "x a raw SELECT + json.loads of the record" in out and "(target <= 3x:" in out
+    assert "callback resume latency through receiver B (serve; wake-up by NOTIFY)" in out
+    assert "SUCCESS 10, lost 0 (none lost)" in out, out

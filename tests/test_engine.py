@@ -1,7 +1,7 @@
 """Replay semantics of the engine through the library API (SPEC §3–5).
 
-Most tests use the in-memory store for speed; the ones marked ``disk`` use the real diskcache
-store. Every run goes through ``TriggerClient.invoke`` — the same path the magic uses.
+Every test runs on both real stores (diskcache and PostgreSQL, ``both_stores``). Every run goes
+through ``TriggerClient.invoke`` — the same path the magic uses.
 """
 
 from __future__ import annotations
@@ -24,25 +24,27 @@ from trigger_nb import (
     retry,
 )
 
+pytestmark = pytest.mark.both_stores
+
 
 def define(client: TriggerClient, job_id: str = "job", **options: Any):  # type: ignore[no-untyped-def]
     return client.define_job(id=job_id, **options)
 
 
-def test_completed_tasks_replay_and_code_outside_tasks_runs_each_time(mem_client: TriggerClient) -> None:
+def test_completed_tasks_replay_and_code_outside_tasks_runs_each_time(client: TriggerClient) -> None:
     calls: list[str] = []
     outside: list[int] = []
 
-    @define(mem_client)
+    @define(client)
     async def job(payload, io, ctx):  # type: ignore[no-untyped-def]
         outside.append(ctx.run.execution)
         a = await io.run_task("a", lambda: calls.append("a") or {"n": payload["n"]})
         b = await io.run_task("b", lambda task: calls.append("b") or task.attempts)
         return {"a": a, "b": b}
 
-    run_id = mem_client.run_id_for("job", {"n": 1})
-    first = mem_client.invoke_sync("job", {"n": 1}, run_id=run_id)
-    second = mem_client.invoke_sync("job", {"n": 1}, run_id=run_id)
+    run_id = client.run_id_for("job", {"n": 1})
+    first = client.invoke_sync("job", {"n": 1}, run_id=run_id)
+    second = client.invoke_sync("job", {"n": 1}, run_id=run_id)
     assert first.id == second.id
     assert second.result(timeout=5) == {"a": {"n": 1}, "b": 1}
     assert calls == ["a", "b"]  # side effects once
@@ -52,27 +54,27 @@ def test_completed_tasks_replay_and_code_outside_tasks_runs_each_time(mem_client
     assert "replayed" in second.log()
 
 
-def test_outputs_are_json_round_tripped_on_the_first_execution_too(mem_client: TriggerClient) -> None:
+def test_outputs_are_json_round_tripped_on_the_first_execution_too(client: TriggerClient) -> None:
     seen: list[Any] = []
 
-    @define(mem_client)
+    @define(client)
     async def job(payload, io, ctx):  # type: ignore[no-untyped-def]
         value = await io.run_task("t", lambda: {"tuple": (1, 2), "when": dt.datetime(2024, 1, 2, 3, 4, 5)})
         parsed = await io.run_task("p", lambda: "2024-01-02", parse_output=dt.date.fromisoformat)
         seen.append((value, parsed))
         return None
 
-    run_id = mem_client.run_id_for("job", {})
-    mem_client.invoke_sync("job", {}, run_id=run_id)
-    mem_client.invoke_sync("job", {}, run_id=run_id)
+    run_id = client.run_id_for("job", {})
+    client.invoke_sync("job", {}, run_id=run_id)
+    client.invoke_sync("job", {}, run_id=run_id)
     expected = ({"tuple": [1, 2], "when": "2024-01-02T03:04:05"}, dt.date(2024, 1, 2))
     assert seen == [expected, expected]
 
 
-def test_sync_callbacks_run_in_a_worker_thread_with_0_1_2_parameters(mem_client: TriggerClient) -> None:
+def test_sync_callbacks_run_in_a_worker_thread_with_0_1_2_parameters(client: TriggerClient) -> None:
     threads: list[str] = []
 
-    @define(mem_client)
+    @define(client)
     async def job(payload, io, ctx):  # type: ignore[no-untyped-def]
         loop_thread = threading.current_thread().name
         zero = await io.run_task("zero", lambda: threads.append(threading.current_thread().name) or 0)
@@ -80,13 +82,13 @@ def test_sync_callbacks_run_in_a_worker_thread_with_0_1_2_parameters(mem_client:
         two = await io.run_task("two", lambda task, io2: io2 is io)
         return {"loop": loop_thread, "zero": zero, "one": one, "two": two}
 
-    out = mem_client.invoke_sync("job").result(timeout=5)
+    out = client.invoke_sync("job").result(timeout=5)
     assert threads and threads[0] != out["loop"]
     assert out["zero"] == 0 and out["one"] == ["One", 1, None, 64] and out["two"] is True
 
 
-def test_nested_tasks_are_scoped_by_parent_and_child_failure_fails_parent(mem_client: TriggerClient) -> None:
-    @define(mem_client)
+def test_nested_tasks_are_scoped_by_parent_and_child_failure_fails_parent(client: TriggerClient) -> None:
+    @define(client)
     async def job(payload, io, ctx):  # type: ignore[no-untyped-def]
         async def parent(name: str):  # type: ignore[no-untyped-def]
             async def body(task, io):  # type: ignore[no-untyped-def]
@@ -108,15 +110,15 @@ def test_nested_tasks_are_scoped_by_parent_and_child_failure_fails_parent(mem_cl
             return {"a": a, "b": b, "error": exc.error["name"], "task": exc.task["display_key"]}
         return None
 
-    run = mem_client.invoke_sync("job")
+    run = client.invoke_sync("job")
     assert run.result(timeout=5) == {"a": "p1", "b": "p2", "error": "ValueError", "task": "p3"}
     by_key = {t["display_key"]: t for t in run.tasks}
     assert by_key["p3"]["status"] == "ERRORED" and by_key["child"]["status"] == "ERRORED"
     assert by_key["child"]["parent_id"] == by_key["p3"]["id"]
 
 
-def test_gather_runs_tasks_concurrently_and_waits_for_every_branch(mem_client: TriggerClient) -> None:
-    @define(mem_client)
+def test_gather_runs_tasks_concurrently_and_waits_for_every_branch(client: TriggerClient) -> None:
+    @define(client)
     async def job(payload, io, ctx):  # type: ignore[no-untyped-def]
         a_started, b_started = asyncio.Event(), asyncio.Event()
 
@@ -132,13 +134,13 @@ def test_gather_runs_tasks_concurrently_and_waits_for_every_branch(mem_client: T
 
         return await asyncio.gather(io.run_task("a", a), io.run_task("b", b))
 
-    assert mem_client.invoke_sync("job").result(timeout=10) == ["a", "b"]
+    assert client.invoke_sync("job").result(timeout=10) == ["a", "b"]
 
 
-def test_a_branch_that_suspends_lets_the_others_finish_then_resumes(mem_client: TriggerClient) -> None:
+def test_a_branch_that_suspends_lets_the_others_finish_then_resumes(client: TriggerClient) -> None:
     calls: list[str] = []
 
-    @define(mem_client)
+    @define(client)
     async def job(payload, io, ctx):  # type: ignore[no-untyped-def]
         async def slow():  # type: ignore[no-untyped-def]
             await asyncio.sleep(0.05)
@@ -148,27 +150,27 @@ def test_a_branch_that_suspends_lets_the_others_finish_then_resumes(mem_client: 
         results = await asyncio.gather(io.wait("w", 0.2), io.run_task("slow", slow))
         return results[1]
 
-    run = mem_client.invoke_sync("job")
+    run = client.invoke_sync("job")
     assert run.status == "WAITING"
     assert calls == ["slow"]  # the concurrent branch finished before the execution ended
     assert run.result(timeout=5) == "slow"
     assert calls == ["slow"]
 
 
-def test_duplicate_key_fails_the_run_with_a_hint(mem_client: TriggerClient) -> None:
-    @define(mem_client)
+def test_duplicate_key_fails_the_run_with_a_hint(client: TriggerClient) -> None:
+    @define(client)
     async def job(payload, io, ctx):  # type: ignore[no-untyped-def]
         await io.run_task("a:b", lambda: 1)
         await io.run_task(["a", "b"], lambda: 2)  # v2 collision: same idempotency key
 
-    run = mem_client.invoke_sync("job")
+    run = client.invoke_sync("job")
     assert run.status == "FAILURE"
     assert run.error["name"] == "DuplicateTaskKeyError"
     assert "loop variable" in run.error["message"]
 
 
-def test_duplicate_key_is_catchable_as_a_normal_error(mem_client: TriggerClient) -> None:
-    @define(mem_client)
+def test_duplicate_key_is_catchable_as_a_normal_error(client: TriggerClient) -> None:
+    @define(client)
     async def job(payload, io, ctx):  # type: ignore[no-untyped-def]
         await io.run_task("k", lambda: 1)
         try:
@@ -176,13 +178,13 @@ def test_duplicate_key_is_catchable_as_a_normal_error(mem_client: TriggerClient)
         except DuplicateTaskKeyError:
             return "caught"
 
-    assert mem_client.invoke_sync("job").result(timeout=5) == "caught"
+    assert client.invoke_sync("job").result(timeout=5) == "caught"
 
 
-def test_except_exception_cannot_swallow_a_suspension(mem_client: TriggerClient) -> None:
+def test_except_exception_cannot_swallow_a_suspension(client: TriggerClient) -> None:
     after: list[str] = []
 
-    @define(mem_client)
+    @define(client)
     async def job(payload, io, ctx):  # type: ignore[no-untyped-def]
         try:
             await io.wait("w", 30)
@@ -190,12 +192,12 @@ def test_except_exception_cannot_swallow_a_suspension(mem_client: TriggerClient)
             after.append("swallowed")
         after.append("continued")
 
-    run = mem_client.invoke_sync("job")
+    run = client.invoke_sync("job")
     assert run.status == "WAITING" and after == []
 
 
-def test_a_bare_except_that_swallows_a_suspension_still_leaves_the_run_waiting(mem_client: TriggerClient) -> None:
-    @define(mem_client)
+def test_a_bare_except_that_swallows_a_suspension_still_leaves_the_run_waiting(client: TriggerClient) -> None:
+    @define(client)
     async def job(payload, io, ctx):  # type: ignore[no-untyped-def]
         try:
             await io.wait("w", 30)
@@ -203,17 +205,17 @@ def test_a_bare_except_that_swallows_a_suspension_still_leaves_the_run_waiting(m
             pass
         return "should not count"
 
-    run = mem_client.invoke_sync("job")
+    run = client.invoke_sync("job")
     assert run.status == "WAITING" and run.output is None
 
 
 FAST = {"limit": 3, "min_timeout_in_ms": 20, "factor": 1, "randomize": False}
 
 
-def test_retry_with_backoff_ends_the_execution_and_succeeds(mem_client: TriggerClient) -> None:
+def test_retry_with_backoff_ends_the_execution_and_succeeds(client: TriggerClient) -> None:
     attempts: list[int] = []
 
-    @define(mem_client)
+    @define(client)
     async def job(payload, io, ctx):  # type: ignore[no-untyped-def]
         def flaky(task):  # type: ignore[no-untyped-def]
             attempts.append(task.attempts)
@@ -223,7 +225,7 @@ def test_retry_with_backoff_ends_the_execution_and_succeeds(mem_client: TriggerC
 
         return await io.run_task("flaky", flaky, retry=FAST)
 
-    run = mem_client.invoke_sync("job")
+    run = client.invoke_sync("job")
     assert run.status == "WAITING"  # the first failure ended the execution (SPEC §5)
     assert run.result(timeout=5) == "ok"
     assert attempts == [1, 2, 3]
@@ -231,10 +233,10 @@ def test_retry_with_backoff_ends_the_execution_and_succeeds(mem_client: TriggerC
     assert run.executions == 3
 
 
-def test_exhausted_retries_fail_the_run_and_a_manual_retry_runs_the_task_again(mem_client: TriggerClient) -> None:
+def test_exhausted_retries_fail_the_run_and_a_manual_retry_runs_the_task_again(client: TriggerClient) -> None:
     state = {"fail": True, "calls": 0}
 
-    @define(mem_client)
+    @define(client)
     async def job(payload, io, ctx):  # type: ignore[no-untyped-def]
         def flaky():  # type: ignore[no-untyped-def]
             state["calls"] += 1
@@ -244,7 +246,7 @@ def test_exhausted_retries_fail_the_run_and_a_manual_retry_runs_the_task_again(m
 
         return {"value": await io.run_task("flaky", flaky, retry={**FAST, "limit": 2}), "retry": ctx.run.is_retry}
 
-    run = mem_client.invoke_sync("job")
+    run = client.invoke_sync("job")
     run.wait_sync(timeout=5)
     assert run.status == "FAILURE" and run.error["name"] == "RuntimeError"
     assert state["calls"] == 2 and run.tasks[0]["attempts"] == 2
@@ -256,19 +258,19 @@ def test_exhausted_retries_fail_the_run_and_a_manual_retry_runs_the_task_again(m
     assert state["calls"] == 3 and retried.tasks[0]["attempts"] == 3  # attempts continue
 
 
-def test_no_retry_option_means_no_retry(mem_client: TriggerClient) -> None:
+def test_no_retry_option_means_no_retry(client: TriggerClient) -> None:
     calls: list[int] = []
 
-    @define(mem_client)
+    @define(client)
     async def job(payload, io, ctx):  # type: ignore[no-untyped-def]
         await io.run_task("t", lambda: calls.append(1) or 1 / 0)
 
-    run = mem_client.invoke_sync("job")
+    run = client.invoke_sync("job")
     assert run.status == "FAILURE" and calls == [1] and run.error["name"] == "ZeroDivisionError"
 
 
 @pytest.mark.parametrize("is_async", [False, True])
-def test_on_error_can_replace_skip_or_schedule(mem_client: TriggerClient, is_async: bool) -> None:
+def test_on_error_can_replace_skip_or_schedule(client: TriggerClient, is_async: bool) -> None:
     calls: dict[str, int] = {"replace": 0, "skip": 0, "at": 0}
 
     def verdicts(kind: str):  # type: ignore[no-untyped-def]
@@ -288,7 +290,7 @@ def test_on_error_can_replace_skip_or_schedule(mem_client: TriggerClient, is_asy
 
         return decide_async
 
-    @define(mem_client)
+    @define(client)
     async def job(payload, io, ctx):  # type: ignore[no-untyped-def]
         kind = payload["kind"]
 
@@ -299,17 +301,17 @@ def test_on_error_can_replace_skip_or_schedule(mem_client: TriggerClient, is_asy
         # limit 1 = no default retries: retry_at from on_error ignores the limit (v2)
         await io.run_task(kind, fail, retry={**FAST, "limit": 5 if kind == "skip" else 1}, on_error=verdicts(kind))
 
-    replaced = mem_client.invoke_sync("job", {"kind": "replace"})
+    replaced = client.invoke_sync("job", {"kind": "replace"})
     assert replaced.status == "FAILURE" and replaced.error["name"] == "KeyError"
-    skipped = mem_client.invoke_sync("job", {"kind": "skip"})
+    skipped = client.invoke_sync("job", {"kind": "skip"})
     assert skipped.status == "FAILURE" and calls["skip"] == 1  # no retry despite limit 5
-    scheduled = mem_client.invoke_sync("job", {"kind": "at"})
+    scheduled = client.invoke_sync("job", {"kind": "at"})
     scheduled.wait_sync(timeout=10)
     assert calls["at"] == 7 and scheduled.tasks[0]["attempts"] == 7
 
 
-def test_try_catches_task_errors_but_not_suspensions(mem_client: TriggerClient) -> None:
-    @define(mem_client)
+def test_try_catches_task_errors_but_not_suspensions(client: TriggerClient) -> None:
+    @define(client)
     async def job(payload, io, ctx):  # type: ignore[no-untyped-def]
         async def attempt():  # type: ignore[no-untyped-def]
             return await io.run_task("bad", lambda: 1 / 0)
@@ -318,17 +320,17 @@ def test_try_catches_task_errors_but_not_suspensions(mem_client: TriggerClient) 
         waited = await io.try_(lambda: io.wait("w", 0.05), lambda error: "wrongly caught")
         return [caught, waited]
 
-    run = mem_client.invoke_sync("job")
+    run = client.invoke_sync("job")
     assert run.status == "WAITING"  # try_ re-raised the suspension
     assert run.result(timeout=5) == ["caught TaskError", None]
 
 
-def test_non_json_output_fails_with_task_output_error(mem_client: TriggerClient) -> None:
-    @define(mem_client)
+def test_non_json_output_fails_with_task_output_error(client: TriggerClient) -> None:
+    @define(client)
     async def job(payload, io, ctx):  # type: ignore[no-untyped-def]
         await io.run_task("rows", lambda: {"rows": [1, {"bad": object()}]})
 
-    run = mem_client.invoke_sync("job")
+    run = client.invoke_sync("job")
     assert run.error["name"] == "TaskOutputError"
     message = run.error["message"]
     assert "rows" in message and "object" in message and "pickle" in message
@@ -348,8 +350,8 @@ def test_pickle_serializer_stores_and_replays_non_json_outputs(client: TriggerCl
     assert again.result(timeout=5) == [1, 2, 3] and calls == [1]
 
 
-def test_output_limit_is_enforced(store_dir: str) -> None:
-    with TriggerClient(dir=store_dir, output_limit=1000) as client:
+def test_output_limit_is_enforced(open_client: Any) -> None:
+    with open_client(output_limit=1000) as client:
 
         @define(client)
         async def job(payload, io, ctx):  # type: ignore[no-untyped-def]
@@ -359,28 +361,28 @@ def test_output_limit_is_enforced(store_dir: str) -> None:
         assert run.error["name"] == "TaskOutputError" and "1,000 bytes" in run.error["message"]
 
 
-def test_run_output_must_be_json(mem_client: TriggerClient) -> None:
-    @define(mem_client)
+def test_run_output_must_be_json(client: TriggerClient) -> None:
+    @define(client)
     async def job(payload, io, ctx):  # type: ignore[no-untyped-def]
         return object()
 
-    run = mem_client.invoke_sync("job")
+    run = client.invoke_sync("job")
     assert run.error["name"] == "TaskOutputError" and "return value" in run.error["message"]
 
 
-def test_wait_deadline_is_fixed_at_the_first_execution(mem_client: TriggerClient) -> None:
-    @define(mem_client)
+def test_wait_deadline_is_fixed_at_the_first_execution(client: TriggerClient) -> None:
+    @define(client)
     async def job(payload, io, ctx):  # type: ignore[no-untyped-def]
         await io.wait("zero", 0)  # completes at once
         await io.wait("w", 0.4)
         return "done"
 
-    run_id = mem_client.run_id_for("job", {})
+    run_id = client.run_id_for("job", {})
     start = time.monotonic()
-    first = mem_client.invoke_sync("job", {}, run_id=run_id)
+    first = client.invoke_sync("job", {}, run_id=run_id)
     assert first.status == "WAITING"
     time.sleep(0.2)
-    again = mem_client.invoke_sync("job", {}, run_id=run_id)  # re-executing keeps the deadline
+    again = client.invoke_sync("job", {}, run_id=run_id)  # re-executing keeps the deadline
     assert again.status == "WAITING"
     assert again.result(timeout=5) == "done"
     assert time.monotonic() - start < 2.0  # not 0.4 s after the second execution... only bound
@@ -388,28 +390,28 @@ def test_wait_deadline_is_fixed_at_the_first_execution(mem_client: TriggerClient
     assert waits[0]["status"] == "COMPLETED"
 
 
-def test_cancel_a_waiting_run_then_re_execute_it(mem_client: TriggerClient) -> None:
-    @define(mem_client)
+def test_cancel_a_waiting_run_then_re_execute_it(client: TriggerClient) -> None:
+    @define(client)
     async def job(payload, io, ctx):  # type: ignore[no-untyped-def]
         await io.wait("w", 30)
 
-    run = mem_client.invoke_sync("job")
+    run = client.invoke_sync("job")
     canceled = asyncio.run(run.cancel())
     assert canceled.status == "CANCELED"
     assert run.tasks[0]["status"] == "CANCELED"
     with pytest.raises(Exception, match="canceled"):
         run.result(timeout=1)
-    again = mem_client.invoke_sync("job", run_id=run.id)  # re-opened, waits again
+    again = client.invoke_sync("job", run_id=run.id)  # re-opened, waits again
     assert again.status == "WAITING"
 
 
-def test_run_handle_fields(mem_client: TriggerClient) -> None:
-    @define(mem_client, version="1.2.3")
+def test_run_handle_fields(client: TriggerClient) -> None:
+    @define(client, version="1.2.3")
     async def job(payload, io, ctx):  # type: ignore[no-untyped-def]
         await io.run_task("t", lambda: 1, name="Named", icon="bolt", params={"p": 1})
         return {"job": ctx.job.id, "version": ctx.job.version, "run": ctx.run.id}
 
-    run = mem_client.invoke_sync("job", {"x": 1})
+    run = client.invoke_sync("job", {"x": 1})
     assert run.result(timeout=5) == {"job": "job", "version": "1.2.3", "run": run.id}
     assert run.job_id == "job" and run.error is None and run.executions == 1
     task = run.tasks[0]
@@ -418,8 +420,8 @@ def test_run_handle_fields(mem_client: TriggerClient) -> None:
         assert field in task
     assert task["name"] == "Named" and task["icon"] == "bolt" and task["params"] == {"p": 1}
     assert task["output"] == 1 and task["replayed"] is False
-    assert [r.id for r in mem_client.runs(job_id="job")] == [run.id]
-    assert mem_client.runs(status="FAILURE") == []
+    assert [r.id for r in client.runs(job_id="job")] == [run.id]
+    assert client.runs(status="FAILURE") == []
 
 
 def test_callback_first_post_wins_and_replay_keeps_the_path(client: TriggerClient) -> None:
@@ -469,10 +471,10 @@ def test_wait_for_request_returns_the_posted_body(client: TriggerClient) -> None
     assert run.result(timeout=5) == [1, "two"]
 
 
-def test_background_operation_completes_or_errors_the_task(mem_client: TriggerClient) -> None:
+def test_background_operation_completes_or_errors_the_task(client: TriggerClient) -> None:
     from trigger_nb._engine import TaskSpec
 
-    @define(mem_client)
+    @define(client)
     async def job(payload, io, ctx):  # type: ignore[no-untyped-def]
         async def operation(op_ctx):  # type: ignore[no-untyped-def]
             await asyncio.sleep(0.05)
@@ -483,32 +485,32 @@ def test_background_operation_completes_or_errors_the_task(mem_client: TriggerCl
 
         return await io._execution.run_task(TaskSpec(cache_key="op", operation=operation, name="op"))
 
-    ok = mem_client.invoke_sync("job", {"fail": False})
+    ok = client.invoke_sync("job", {"fail": False})
     assert ok.status == "WAITING"
     assert ok.result(timeout=5) == {"fetched": True}
     assert any(t["display_key"] == "attempt-1" for t in ok.tasks)
-    bad = mem_client.invoke_sync("job", {"fail": True})
+    bad = client.invoke_sync("job", {"fail": True})
     bad.wait_sync(timeout=5)
     assert bad.status == "FAILURE" and bad.error["message"] == "operation failed"
 
 
-def test_external_wait_resolved_from_another_thread(mem_client: TriggerClient) -> None:
+def test_external_wait_resolved_from_another_thread(client: TriggerClient) -> None:
     from trigger_nb._engine import TaskSpec
 
     registered: list[dict[str, Any]] = []
 
-    @define(mem_client)
+    @define(client)
     async def job(payload, io, ctx):  # type: ignore[no-untyped-def]
         spec = TaskSpec(cache_key="ext", external={"timeout_in_seconds": 30, "register": registered.append})
         return await io._execution.run_task(spec)
 
-    run = mem_client.invoke_sync("job")
+    run = client.invoke_sync("job")
     assert run.status == "WAITING" and len(registered) == 1
     record = registered[0]
     outcome: list[str] = []
     thread = threading.Thread(
         target=lambda: outcome.append(
-            mem_client.runner.resolve_task(
+            client.runner.resolve_task(
                 run.id, record["idempotency_key"], output={"got": 1},
                 pending_flag="external_pending", resolved_by="test",
             )
@@ -518,19 +520,19 @@ def test_external_wait_resolved_from_another_thread(mem_client: TriggerClient) -
     thread.join()
     assert outcome == ["accepted"]
     assert run.result(timeout=5) == {"got": 1}
-    assert mem_client.runner.resolve_task(
+    assert client.runner.resolve_task(
         run.id, record["idempotency_key"], output={}, pending_flag="external_pending", resolved_by="t"
     ) == "already"
 
 
-def test_presets_and_invalid_options(mem_client: TriggerClient) -> None:
+def test_presets_and_invalid_options(client: TriggerClient) -> None:
     assert retry.standard_backoff["limit"] == 8 and retry.exponential_backoff["factor"] == 2
 
-    @define(mem_client)
+    @define(client)
     async def job(payload, io, ctx):  # type: ignore[no-untyped-def]
         await io.run_task("t", lambda: 1, retry={"limmit": 3})
 
-    run = mem_client.invoke_sync("job")
+    run = client.invoke_sync("job")
     assert run.status == "FAILURE" and run.error["name"] == "ConfigError"
     assert run.tasks == []  # nothing stored for a task whose options were rejected
 

@@ -1,7 +1,8 @@
 """Events end to end (SPEC §2 ``--on``, §3, §6.4, §6.9, §9 ``POST /events``; v2 §5.3, §5.9).
 
-Real paths only: a diskcache store in tmp_path, the client's home loop, the real receiver on
-127.0.0.1, a real ``trigger-nb serve`` process, and a real IPython shell for the magics.
+Real paths only: a diskcache store in tmp_path and a PostgreSQL store (``both_stores``), the
+client's home loop, the real receiver on 127.0.0.1, a real ``trigger-nb serve`` process, and a
+real IPython shell for the magics.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from _support import poll
 from IPython.utils.capture import capture_output
 
 from trigger_nb import EventFilterError, PayloadError, TriggerClient, event_trigger
-from trigger_nb._backend import events_token
+from trigger_nb._receiver._backend import events_token
+
+pytestmark = pytest.mark.both_stores
 
 
 def define_waiter(client: TriggerClient, spec: dict[str, Any], **options: Any) -> None:
@@ -420,13 +423,13 @@ def test_an_event_posted_to_serve_starts_the_run_in_the_defining_process(
 
 
 def test_an_event_due_while_no_client_ran_is_delivered_when_the_store_is_next_opened(
-    store_dir: str,
+    open_client: Any,
 ) -> None:
-    with TriggerClient(dir=store_dir) as first:
+    with open_client() as first:
         define_listener(first, name="overnight")
         first.send_event_sync({"name": "overnight", "id": "o1"}, deliver_after=0.3)
     time.sleep(0.5)  # due now, and no process is running
-    with TriggerClient(dir=store_dir) as second:
+    with open_client() as second:
         define_listener(second, name="overnight")
         [run] = poll(lambda: runs_of(second, "listener"), timeout=5)
         assert run.result(timeout=5)["event_id"] == "o1"
@@ -499,7 +502,7 @@ def test_a_manual_retry_of_a_timed_out_wait_waits_again(client: TriggerClient) -
 def test_in_a_real_kernel_triggered_runs_run_between_cells_and_the_view_updates(
     tmp_path: Path,
 ) -> None:
-    from trigger_nb._notebook_runner import KernelSession
+    from trigger_nb._notebook._notebook_runner import KernelSession
 
     with KernelSession(
         cwd=str(tmp_path), env={"TRIGGER_NB_DIR": str(tmp_path / "kstore")}
@@ -528,3 +531,23 @@ def test_in_a_real_kernel_triggered_runs_run_between_cells_and_the_view_updates(
             "print(sorted(r.status for r in trigger_nb.default_client().runs(job_id='beat')))"
         )
         assert counted.stdout.count("SUCCESS") >= 2
+
+
+def test_a_run_resumed_by_a_delayed_event_it_sent_replays_at_the_top_level(client: TriggerClient) -> None:
+    """The delivery timer is armed inside the send_event task; the execution it resumes must not
+    run under that task (new keys: every task would run again, nested under `notify`)."""
+    calls: list[str] = []
+
+    @client.define_job(id="self-notify")
+    async def job(payload: Any, io: Any, ctx: Any) -> Any:
+        await io.run_task("before", lambda: calls.append("before"))
+        await io.send_event("notify", {"name": "self.paid", "payload": {"id": 7}}, deliver_after=0.3)
+        event = await io.wait_for_event("paid", {"name": "self.paid"}, timeout_in_seconds=30)
+        return event["payload"]
+
+    run = client.invoke_sync("self-notify", {})
+    assert run.status == "WAITING"
+    run.wait_sync(15)
+    assert run.output == {"id": 7}
+    assert calls == ["before"]
+    assert all(task["parent_id"] is None for task in run.tasks), run.log()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from trigger_nb._notebook_runner import CellResult, KernelSession
+from trigger_nb._notebook._notebook_runner import CellResult, KernelSession
 
 pytestmark = pytest.mark.kernel
 
@@ -182,21 +182,26 @@ def test_wait_flag_blocks_until_the_run_succeeds(session: KernelSession) -> None
 def test_failing_task_shows_user_traceback_and_kernel_survives(session: KernelSession) -> None:
     load_ext(session)
 
-    result = run(
-        session,
-        "%%job explodes\n"
+    result = session.run(
+        "%%job explodes --out exploded\n"
         "def parse_invoice(task):\n"
         "    amount = int('twelve')  # the user's own line\n"
         "    return amount\n"
         'await io.run_task("parse", parse_invoice)\n',
     )
 
+    # The log is shown, then the cell fails with RunFailedError (SPEC §2) whose traceback is
+    # the user's own frames.
     assert "FAILURE" in result.text
     assert "ValueError" in result.text
-    assert "amount = int('twelve')  # the user's own line" in result.text
-    assert "in parse_invoice" in result.text
-    assert "trigger_nb/_engine" not in result.text
-    assert value(session, "_.error['name']") == "ValueError"
+    assert result.error is not None and result.error["ename"] == "RunFailedError"
+    assert "'parse'" in result.error["evalue"] and "ValueError" in result.error["evalue"]
+    traceback = "\n".join(result.error["traceback"])
+    for shown in (result.text, traceback):
+        assert "amount = int('twelve')  # the user's own line" in shown
+        assert "in parse_invoice" in shown
+        assert "trigger_nb/_engine" not in shown
+    assert value(session, "exploded.error['name']") == "ValueError"
     assert run(session, "print(6 * 7)").stdout == "42\n"
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from trigger_nb._notebook_runner import KernelSession
+from trigger_nb._notebook._notebook_runner import KernelSession
 
 pytestmark = pytest.mark.kernel
 

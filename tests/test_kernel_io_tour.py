@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from trigger_nb._notebook_runner import KernelSession
+from trigger_nb._notebook._notebook_runner import KernelSession
 
 pytestmark = pytest.mark.kernel
 

@@ -17,7 +17,7 @@ import pytest
 from IPython.utils.capture import capture_output
 
 import trigger_nb._client as client_module
-from trigger_nb import PayloadError, Run, StoreError, TriggerClient
+from trigger_nb import PayloadError, Run, RunFailedError, StoreError, TriggerClient
 
 # -- helpers -------------------------------------------------------------------------------
 
@@ -42,6 +42,11 @@ class Cell:
 
     def ok(self) -> Cell:
         assert self.error is None, f"cell failed: {self.error!r}\n{self.text}"
+        return self
+
+    def failed(self) -> Cell:
+        """Check that the cell raised RunFailedError (SPEC §2: a failed run fails its cell)."""
+        assert isinstance(self.error, RunFailedError), f"expected RunFailedError, got {self.error!r}"
         return self
 
 
@@ -229,9 +234,9 @@ def test_exhausted_retries_fail_the_run_and_reexecuting_retries_the_task(
 ) -> None:
     run_cell(ip, FLAKY_SETUP + "flaky_fail_until = 10\n").ok()
 
-    failed = run_cell(ip, FLAKY_CELL).ok()  # a failed run is shown, the cell does not crash
+    failed = run_cell(ip, FLAKY_CELL.replace("--wait", "--wait --out r")).failed()
 
-    run = last_run(ip)
+    run = ip.user_ns["r"]  # bound although the cell raised
     assert run.status == "FAILURE"
     assert run.error is not None
     assert run.error["name"] == "ConnectionError"
@@ -239,8 +244,14 @@ def test_exhausted_retries_fail_the_run_and_reexecuting_retries_the_task(
     [task] = run.tasks
     assert task["status"] == "ERRORED" and task["attempts"] == 3
     _assert_user_traceback_only(run.log())
-    _assert_user_traceback_only(failed.text)
+    _assert_user_traceback_only(failed.text)  # the log was shown before the cell raised
     assert "ConnectionError" in failed.text
+    error = failed.error
+    assert isinstance(error, RunFailedError)
+    # The message names the failed task and the original exception; the rendered traceback
+    # is the user's own frames only.
+    assert "'flaky-call'" in str(error) and "ConnectionError: flaky failure 3" in str(error)
+    _assert_user_traceback_only("\n".join(error._render_traceback_()))
 
     # The user fixes the cause and executes the cell again: the task runs again (SPEC §5).
     ip.user_ns["flaky_fail_until"] = 0
@@ -256,7 +267,7 @@ def test_exhausted_retries_fail_the_run_and_reexecuting_retries_the_task(
 
 def test_job_retry_line_magic_runs_the_failed_task_again(ip: Any, client: TriggerClient) -> None:
     run_cell(ip, FLAKY_SETUP + "flaky_fail_until = 10\n").ok()
-    run_cell(ip, FLAKY_CELL.replace("--wait --timeout 20", "--wait --timeout 20 --out r")).ok()
+    run_cell(ip, FLAKY_CELL.replace("--wait --timeout 20", "--wait --timeout 20 --out r")).failed()
     run = ip.user_ns["r"]
     assert run.status == "FAILURE"
 
@@ -274,10 +285,10 @@ def test_duplicate_cache_keys_fail_the_run_and_suggest_the_loop_variable(
 ) -> None:
     cell = run_cell(
         ip,
-        '%%job dupes\nfor i in range(3):\n    await io.run_task("fetch-page", lambda: i)\n',
-    ).ok()
+        '%%job dupes --out run\nfor i in range(3):\n    await io.run_task("fetch-page", lambda: i)\n',
+    ).failed()
 
-    run = last_run(ip)
+    run = ip.user_ns["run"]
     assert run.status == "FAILURE"
     assert run.error is not None
     assert run.error["name"] == "DuplicateTaskKeyError"
@@ -292,10 +303,10 @@ def test_non_json_output_is_a_task_output_error_naming_key_type_and_path(
 ) -> None:
     cell = run_cell(
         ip,
-        '%%job not-json\nawait io.run_task("make-rows", lambda: {"rows": [1, object()]})\n',
-    ).ok()
+        '%%job not-json --out run\nawait io.run_task("make-rows", lambda: {"rows": [1, object()]})\n',
+    ).failed()
 
-    run = last_run(ip)
+    run = ip.user_ns["run"]
     assert run.status == "FAILURE"
     assert run.error is not None
     assert run.error["name"] == "TaskOutputError"
@@ -547,3 +558,45 @@ def test_a_first_job_without_http_tasks_does_not_import_httpx(tmp_path: Path) ->
     assert done.returncode == 0, done.stderr
     flags = [line for line in done.stdout.splitlines() if line in ("False", "True")]
     assert flags == ["False", "True"], done.stdout
+
+
+# -- %job help, expansion, token masking (SPEC §2) -----------------------------------------
+
+
+def test_help_prints_usage_instead_of_an_error(ip: Any, client: TriggerClient) -> None:
+    overview = run_cell(ip, "%job --help").ok().stdout
+    for command in ("list", "show", "retry", "cancel", "resume", "forget", "server", "send", "events", "config"):
+        assert f"%job {command}" in overview
+    assert "%job forget RUN_ID | --job ID | --all" in run_cell(ip, "%job forget --help").ok().stdout
+    assert "Usage: %job show RUN_ID" in run_cell(ip, "%job show -h").ok().stdout
+    cell_help = run_cell(ip, "%%job --help\nreturn 1").ok().stdout
+    assert "--payload TEXT" in cell_help and "--wait" in cell_help
+    assert client.runs() == []  # asking for help runs nothing
+    # `--help` inside a payload is data, not a request for help.
+    run_cell(ip, '%%job echo --payload {"argv": "--help"}\nreturn payload').ok()
+    assert last_run(ip).output == {"argv": "--help"}
+
+
+def test_line_commands_expand_variables_but_the_cell_header_does_not(
+    ip: Any, client: TriggerClient
+) -> None:
+    run_cell(ip, "%%job expanded --out chosen\nreturn 7").ok()
+    run_id = ip.user_ns["chosen"].id
+    assert run_id in run_cell(ip, "%job show {chosen.id}").ok().text
+    ip.user_ns["rid"] = run_id
+    assert "Output: 7" in run_cell(ip, "%job show $rid").ok().text
+    # The %%job header is never expanded: `{n}` / `$n` reach the payload verbatim.
+    ip.user_ns["n"] = 5
+    run_cell(ip, '%%job verbatim --payload {"text": "{n} and $n"}\nreturn payload').ok()
+    assert last_run(ip).output == {"text": "{n} and $n"}
+
+
+def test_server_masks_the_events_token_unless_asked(ip: Any, client: TriggerClient) -> None:
+    from trigger_nb._receiver._backend import events_token
+
+    token = events_token(client.storage)
+    masked = run_cell(ip, "%job server").ok().stdout
+    assert token not in masked
+    assert "Bearer ********" in masked and "--show-token" in masked
+    shown = run_cell(ip, "%job server --show-token").ok().stdout
+    assert f"Bearer {token}" in shown

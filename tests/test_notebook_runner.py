@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from nbclient.exceptions import CellExecutionError, DeadKernelError
 
-from trigger_nb._notebook_runner import (
+from trigger_nb._notebook._notebook_runner import (
     KernelSession,
     cell_text_outputs,
     execute_notebook,

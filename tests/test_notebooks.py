@@ -7,7 +7,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from trigger_nb._notebook_runner import cell_text_outputs, execute_notebook
+from trigger_nb._notebook._notebook_runner import cell_text_outputs, execute_notebook
 
 pytestmark = pytest.mark.kernel
 

@@ -7,6 +7,7 @@
 - ``import trigger_nb`` in a clean interpreter starts no thread and imports nothing heavy.
 
 Every child process is started by a test, and killed by its PID and reaped in the same test.
+The store-sharing tests run on both stores (``both_stores``): a directory and a PostgreSQL URL.
 """
 
 from __future__ import annotations
@@ -24,16 +25,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _support import CLIENT_AT_SOURCE, client_at
 
-from trigger_nb import RunBusyError, TriggerClient
+from trigger_nb import RunBusyError
 
 # -- helpers -------------------------------------------------------------------------------
 
 #: A job of three tasks; each writes "start N pid attempt" and "done N pid" lines to LOG. Task 3
 #: sleeps SLEEP3 seconds between the two. argv: STORE LOG RUN_ID SLEEP3. Prints the final run.
-STEPS_SCRIPT = r"""
+STEPS_SCRIPT = CLIENT_AT_SOURCE + r"""
 import json, os, sys, time
-from trigger_nb import TriggerClient
 
 store, log, run_id, sleep3 = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
 
@@ -51,7 +52,7 @@ def step(n, pause=0.0):
         return n
     return fn
 
-with TriggerClient(dir=store) as client:
+with open_client(store) as client:
     @client.define_job(id="three-steps")
     async def three_steps(payload, io, ctx):
         one = await io.run_task("one", step(1))
@@ -67,9 +68,8 @@ with TriggerClient(dir=store) as client:
 
 #: A job whose one sync task writes "started PID" to LOG, then blocks until RELEASE exists
 #: (at most 60 s). argv: STORE LOG RELEASE RUN_ID.
-HOLDER_SCRIPT = r"""
+HOLDER_SCRIPT = CLIENT_AT_SOURCE + r"""
 import os, sys, time
-from trigger_nb import TriggerClient
 
 store, log, release, run_id = sys.argv[1:5]
 
@@ -81,7 +81,7 @@ def hold():
         time.sleep(0.02)
     return {"held_by": os.getpid()}
 
-with TriggerClient(dir=store) as client:
+with open_client(store) as client:
     @client.define_job(id="held")
     async def held(payload, io, ctx):
         return await io.run_task("hold", hold)
@@ -138,7 +138,7 @@ def finish(process: subprocess.Popen[str], timeout: float = 30) -> str:
 
 
 def start_and_kill(
-    store: Path, log: Path, run_id: str, processes: list[subprocess.Popen[str]]
+    store: str, log: Path, run_id: str, processes: list[subprocess.Popen[str]]
 ) -> int:
     """Run the three-step job in a child; SIGKILL it while task 3 runs. Returns its PID."""
     child = spawn(STEPS_SCRIPT, str(store), str(log), run_id, "30")
@@ -150,7 +150,7 @@ def start_and_kill(
         process=child,
     )
     # Another process sees the long task in flight (stored RUNNING) before the kill.
-    with TriggerClient(dir=str(store)) as observer:
+    with client_at(store) as observer:
         wait_for(
             lambda: (
                 [(t["display_key"], t["status"]) for t in observer.get_run(run_id).tasks]
@@ -173,10 +173,11 @@ def start_and_kill(
     return child.pid
 
 
+@pytest.mark.both_stores
 def test_sigkill_mid_run_replays_completed_tasks_in_the_next_process(
-    tmp_path: Path, processes: list[subprocess.Popen[str]]
+    tmp_path: Path, store_location: str, processes: list[subprocess.Popen[str]]
 ) -> None:
-    store, log = tmp_path / "store", tmp_path / "steps.log"
+    store, log = store_location, tmp_path / "steps.log"
     start_and_kill(store, log, "kill-me", processes)
 
     second = spawn(STEPS_SCRIPT, str(store), str(log), "kill-me", "0")
@@ -195,19 +196,20 @@ def test_sigkill_mid_run_replays_completed_tasks_in_the_next_process(
         ("two", True),
         ("three", False),
     ]
-    with TriggerClient(dir=str(store)) as client:
+    with client_at(store) as client:
         run = client.get_run("kill-me")
         assert run.status == "SUCCESS"
         assert run.executions == 2
 
 
+@pytest.mark.both_stores
 def test_a_run_whose_process_died_can_be_canceled(
-    tmp_path: Path, processes: list[subprocess.Popen[str]]
+    tmp_path: Path, store_location: str, processes: list[subprocess.Popen[str]]
 ) -> None:
-    store, log = tmp_path / "store", tmp_path / "steps.log"
+    store, log = store_location, tmp_path / "steps.log"
     start_and_kill(store, log, "orphan", processes)
 
-    with TriggerClient(dir=str(store)) as client:
+    with client_at(store) as client:
         asyncio.run(client.cancel("orphan"))
         run = client.get_run("orphan")
 
@@ -220,17 +222,18 @@ def test_a_run_whose_process_died_can_be_canceled(
         ]
 
 
+@pytest.mark.both_stores
 def test_a_live_lease_gives_run_busy_error_and_busy_timeout_waits(
-    tmp_path: Path, processes: list[subprocess.Popen[str]]
+    tmp_path: Path, store_location: str, processes: list[subprocess.Popen[str]]
 ) -> None:
-    store, log, release = tmp_path / "store", tmp_path / "held.log", tmp_path / "release"
+    store, log, release = store_location, tmp_path / "held.log", tmp_path / "release"
     holder = spawn(HOLDER_SCRIPT, str(store), str(log), str(release), "held-run")
     processes.append(holder)
     wait_for(lambda: bool(read_lines(log)), timeout=20, what="the holder's task", process=holder)
 
     ran_here: list[int] = []
 
-    with TriggerClient(dir=str(store)) as client:
+    with client_at(store) as client:
 
         @client.define_job(id="held")
         async def held(payload: Any, io: Any, ctx: Any) -> Any:
@@ -272,7 +275,7 @@ def test_import_in_a_clean_interpreter_starts_no_thread_and_nothing_heavy() -> N
         "import json, sys, threading\n"
         "before = threading.active_count()\n"
         "import trigger_nb\n"
-        "heavy = ['diskcache', 'httpx', 'tornado', 'ipywidgets', 'IPython', 'nest_asyncio']\n"
+        "heavy = ['diskcache', 'httpx', 'tornado', 'ipywidgets', 'IPython', 'nest_asyncio', 'nest_asyncio2']\n"
         "print(json.dumps({'threads': threading.active_count() - before,\n"
         "                  'heavy': [m for m in heavy if m in sys.modules]}))\n"
     )
@@ -298,7 +301,7 @@ def test_job_cell_reports_a_busy_run_and_waits_for_it_with_wait(
     globalipapp.start_ipython()  # a process-wide singleton
     ip = globalipapp.get_ipython()
     ip.run_line_magic("load_ext", "trigger_nb")
-    client = TriggerClient(dir=str(store))
+    client = client_at(str(store))
     client_module.set_default_client(client)
     cell = '%%job held --run held-run{flags}\nreturn await io.run_task("hold", lambda: "not me")'
     releaser = threading.Timer(0.5, release.touch)

@@ -16,6 +16,9 @@ from _support import poll
 from IPython.utils.capture import capture_output
 
 from trigger_nb import ConfigError, TriggerClient, cron_trigger, interval_trigger
+from trigger_nb._notebook._trigger_view import TriggerView
+
+pytestmark = pytest.mark.both_stores
 
 
 def define_ticker(client: TriggerClient, version: str, seconds: float = 1) -> None:
@@ -76,7 +79,7 @@ def test_a_run_id_per_tick_and_the_schedule_record(client: TriggerClient) -> Non
     assert record["last_timestamp"] >= first["ts"]
     assert record["next_due"] > epoch(first["ts"])
     # The run id is derived from (job, tick time): the same tick can never start twice.
-    from trigger_nb._eventlog import trigger_run_id
+    from trigger_nb._events._eventlog import trigger_run_id
 
     assert run.id == trigger_run_id("ticker", "schedule", first["ts"])
 
@@ -94,15 +97,15 @@ def test_redefining_without_a_trigger_stops_the_schedule(client: TriggerClient) 
     assert client.runs(job_id="ticker") == []
 
 
-def test_close_cancels_the_timers(store_dir: str) -> None:
-    first = TriggerClient(dir=store_dir)
+def test_close_cancels_the_timers(open_client: Any) -> None:
+    first = open_client()
     try:
         define_ticker(first, "v1")
         poll(lambda: first.scheduler.next_due("ticker"))
     finally:
         first.close()
     time.sleep(1.3)  # past the first tick's time
-    with TriggerClient(dir=store_dir) as reader:  # reading only: starts nothing
+    with open_client() as reader:  # reading only: starts nothing
         assert reader.runs(job_id="ticker") == []
 
 
@@ -110,15 +113,15 @@ def test_close_cancels_the_timers(store_dir: str) -> None:
 
 
 def test_a_tick_due_while_no_kernel_ran_runs_once_when_the_job_is_defined_again(
-    store_dir: str,
+    open_client: Any,
 ) -> None:
-    with TriggerClient(dir=store_dir) as first:
+    with open_client() as first:
         define_ticker(first, "v1", seconds=1)
         missed_due = poll(lambda: first.scheduler.next_due("ticker"))
         assert first.runs(job_id="ticker") == []  # closed before its first tick
     time.sleep(2.2)  # two ticks fall due while nothing runs
 
-    with TriggerClient(dir=store_dir) as second:
+    with open_client() as second:
         restarted = time.time()
         define_ticker(second, "v2", seconds=1)
         [caught_up] = poll(lambda: outputs(second)[:1])
@@ -131,13 +134,13 @@ def test_a_tick_due_while_no_kernel_ran_runs_once_when_the_job_is_defined_again(
         assert ticks[1]["last_timestamp"] == caught_up["ts"]
 
 
-def test_a_due_tick_is_recorded_when_a_new_client_opens_the_store(store_dir: str) -> None:
-    with TriggerClient(dir=store_dir) as first:
+def test_a_due_tick_is_recorded_when_a_new_client_opens_the_store(open_client: Any) -> None:
+    with open_client() as first:
         define_ticker(first, "v1", seconds=1)
         missed_due = poll(lambda: first.scheduler.next_due("ticker"))
     time.sleep(1.3)
 
-    with TriggerClient(dir=store_dir) as second:
+    with open_client() as second:
 
         @second.define_job(id="other")
         async def other(payload, io, ctx):  # type: ignore[no-untyped-def]
@@ -167,7 +170,7 @@ def test_cron_jobs_are_scheduled_on_the_next_utc_match(client: TriggerClient) ->
     assert (when.hour, when.minute, when.second) == (3, 0, 0)
     assert 0 < due - time.time() <= 24 * 3600
     assert client.runs(job_id="nightly") == []
-    view = client.trigger_view("nightly")
+    view = TriggerView(client, "nightly")
     assert (
         "cron 0 3 * * * (UTC)" in view.text() and when.isoformat(timespec="seconds") in view.text()
     )

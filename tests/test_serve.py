@@ -14,6 +14,8 @@ import pytest
 
 from trigger_nb import TriggerClient
 
+pytestmark = pytest.mark.both_stores
+
 
 def _callback_job(client: TriggerClient, urls: list[str]) -> None:
     @client.define_job(id="approve")
@@ -23,9 +25,9 @@ def _callback_job(client: TriggerClient, urls: list[str]) -> None:
         )
 
 
-def test_serve_stores_a_callback_while_no_kernel_runs(serve: dict[str, Any], store_dir: str) -> None:
+def test_serve_stores_a_callback_while_no_kernel_runs(serve: dict[str, Any], open_client: Any) -> None:
     urls: list[str] = []
-    with TriggerClient(dir=store_dir) as first:
+    with open_client() as first:
         _callback_job(first, urls)
         run_id = first.invoke_sync("approve").id
         assert first.get_run(run_id).status == "WAITING"
@@ -35,7 +37,7 @@ def test_serve_stores_a_callback_while_no_kernel_runs(serve: dict[str, Any], sto
     assert reply.status_code == 200 and reply.json() == {"ok": True}
     assert httpx.get(serve["url"] + "/health", timeout=10).status_code == 200
 
-    with TriggerClient(dir=store_dir) as later:
+    with open_client() as later:
         _callback_job(later, urls)
         run = later.invoke_sync("approve", run_id=run_id)
         assert run.result(timeout=10) == {"approved": True}
@@ -43,11 +45,11 @@ def test_serve_stores_a_callback_while_no_kernel_runs(serve: dict[str, Any], sto
 
 
 def test_a_running_client_picks_up_what_serve_received_within_a_second(
-    serve: dict[str, Any], store_dir: str
+    serve: dict[str, Any], open_client: Any
 ) -> None:
     urls: list[str] = []
     # Callback URLs point at the standalone receiver (as with a tunnel or a fixed public port).
-    with TriggerClient(dir=store_dir, public_url=serve["url"]) as client:
+    with open_client(public_url=serve["url"]) as client:
         _callback_job(client, urls)
         run = client.invoke_sync("approve")
         assert urls[0].startswith(serve["url"] + "/callbacks/")

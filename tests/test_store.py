@@ -16,9 +16,12 @@ from trigger_nb._store import MemoryStore, Repository, open_store
 from trigger_nb._store._diskcache import DiskcacheStore
 
 
-@pytest.fixture(params=["disk", "memory"])
+@pytest.fixture(params=["disk", "memory", "postgres"])
 def store(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
-    s = DiskcacheStore(tmp_path / "s") if request.param == "disk" else MemoryStore()
+    if request.param == "postgres":
+        s = open_store(request.getfixturevalue("pg_url"))
+    else:
+        s = DiskcacheStore(tmp_path / "s") if request.param == "disk" else MemoryStore()
     yield s
     s.close()
 
@@ -110,21 +113,52 @@ def test_diskcache_store_never_evicts(tmp_path: Path) -> None:
     store.close()
 
 
-def test_transactions_are_atomic_across_processes(tmp_path: Path) -> None:
-    """Two processes increment one counter 200 times each inside transactions: no lost update."""
-    path = str(tmp_path / "s")
-    DiskcacheStore(path).put("counter", {"n": 0})
+@pytest.mark.both_stores
+def test_transactions_are_atomic_across_processes(store_location: str) -> None:
+    """Two processes increment one counter 200 times each inside (nested) transactions, and
+    create a record only if it is missing: no lost update, no double creation."""
+    store = open_store(store_location)
+    store.put("counter", {"n": 0})
     code = (
-        "import sys; from trigger_nb._store._diskcache import DiskcacheStore\n"
-        f"s = DiskcacheStore({path!r})\n"
-        "for _ in range(200):\n"
+        "import sys, time; from trigger_nb._store import open_store\n"
+        "s = open_store(sys.argv[1])\n"
+        "s.put(f'ready/{sys.argv[2]}', {})\n"
+        "while len(s.keys('ready/')) < 2:\n"  # start together: the loops must overlap
+        "    time.sleep(0.001)\n"
+        "for i in range(100):\n"
+        "    with s.transaction():\n"  # records that do not exist yet: no row to lock
+        "        if s.get(f'once/{i}') is None:\n"
+        "            time.sleep(0.002)\n"  # widen the window between the read and the write
+        "            s.put(f'once/{i}', {'by': [sys.argv[2]]})\n"
+        "        else:\n"
+        "            s.put(f'once/{i}', {'by': s.get(f'once/{i}')['by'] + [sys.argv[2]]})\n"
+        "for i in range(200):\n"
         "    with s.transaction():\n"
-        "        n = s.get('counter')['n']; s.put('counter', {'n': n + 1})\n"
+        "        n = s.get('counter')['n']\n"
+        "        with s.transaction():\n"
+        "            s.put('counter', {'n': n + 1})\n"
     )
-    procs = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(2)]
+    procs = [subprocess.Popen([sys.executable, "-c", code, store_location, name]) for name in "ab"]
     for proc in procs:
         assert proc.wait(timeout=60) == 0
-    assert DiskcacheStore(path).get("counter") == {"n": 400}
+    assert store.get("counter") == {"n": 400}
+    assert all(len(record["by"]) == 2 for _, record in store.scan("once/"))
+    store.close()
+
+
+def test_a_failed_transaction_changes_nothing(store) -> None:  # type: ignore[no-untyped-def]
+    store.put("a", {"v": 1})
+    with pytest.raises(RuntimeError):
+        with store.transaction():
+            store.put("a", {"v": 2})
+            with store.transaction():
+                store.put("b", {"v": 2})
+            raise RuntimeError("boom")
+    if not isinstance(store, MemoryStore):  # the memory store only serialises (tests' helper)
+        assert store.get("a") == {"v": 1} and store.get("b") is None
+    with store.transaction():  # and the store is usable afterwards
+        store.put("a", {"v": 3})
+    assert store.get("a") == {"v": 3}
 
 
 @pytest.mark.parametrize("case", ["file", "under-file", "corrupt", "proc"])
@@ -148,15 +182,14 @@ def test_unusable_store_gives_store_error_with_path_and_remedy(tmp_path: Path, c
     assert "TRIGGER_NB_DIR" in message or "fresh" in message
 
 
-def test_repository_loads_tasks_in_first_seen_order(tmp_path: Path) -> None:
-    repo = Repository(MemoryStore())
+def test_repository_loads_tasks_in_first_seen_order(store) -> None:  # type: ignore[no-untyped-def]
+    repo = Repository(store)
     for seq, key in enumerate(["c", "a", "b"], start=1):
         repo.save_task({"id": key, "run_id": "r", "idempotency_key": key, "seq": seq})
     assert [t["id"] for t in repo.load_tasks("r")] == ["c", "a", "b"]
 
 
-def test_forget_deletes_every_record_of_a_run() -> None:
-    store = MemoryStore()
+def test_forget_deletes_every_record_of_a_run(store) -> None:  # type: ignore[no-untyped-def]
     repo = Repository(store)
     repo.save_run({"id": "r", "job_id": "j", "status": "SUCCESS"})
     repo.save_task(
@@ -169,8 +202,7 @@ def test_forget_deletes_every_record_of_a_run() -> None:
     assert sorted(store.keys("")) == ["idx/job/j/other", "idx/status/SUCCESS/other", "run/other"]
 
 
-def test_lease_busy_for_a_live_holder_free_for_a_dead_one(tmp_path: Path) -> None:
-    store = MemoryStore()
+def test_lease_busy_for_a_live_holder_free_for_a_dead_one(store) -> None:  # type: ignore[no-untyped-def]
     mine, theirs = Repository(store), Repository(store)
     mine.save_run({"id": "r", "status": "WAITING"})
     mine.acquire_lease("r")
@@ -189,15 +221,13 @@ def test_lease_busy_for_a_live_holder_free_for_a_dead_one(tmp_path: Path) -> Non
     mine.acquire_lease("r2")
 
 
-def test_expired_lease_is_free() -> None:
-    store = MemoryStore()
+def test_expired_lease_is_free(store) -> None:  # type: ignore[no-untyped-def]
     lease = {"holder": "elsewhere:1:x", "expires_at": time.time() - 1}
     store.put("run/r", {"id": "r", "status": "EXECUTING", "lease": lease})
     Repository(store).acquire_lease("r")
 
 
-def test_a_lease_held_elsewhere_expires_only_with_time() -> None:
-    store = MemoryStore()
+def test_a_lease_held_elsewhere_expires_only_with_time(store) -> None:  # type: ignore[no-untyped-def]
     lease = {"holder": "another-host:1:x", "expires_at": time.time() + 60}
     store.put("run/r", {"id": "r", "status": "EXECUTING", "lease": lease})
     with pytest.raises(RunBusyError, match="another-host"):

@@ -43,10 +43,10 @@ _LAZY = {
     "TriggerClient": "._client",
     "default_client": "._client",
     "Run": "._run",
-    "event_trigger": "._triggers",
-    "interval_trigger": "._triggers",
-    "cron_trigger": "._triggers",
-    "invoke_trigger": "._triggers",
+    "event_trigger": "._events._triggers",
+    "interval_trigger": "._events._triggers",
+    "cron_trigger": "._events._triggers",
+    "invoke_trigger": "._events._triggers",
     "redact_string": "._redact",
     "retry": ".retry",
 }
@@ -70,13 +70,13 @@ def __dir__() -> list[str]:
 
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext trigger_nb``: register the ``%%job`` cell magic and ``%job`` line magic."""
-    from ._magic import register
+    from ._notebook._magic import register
 
     register(ipython)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
-    from ._magic import unregister
+    from ._notebook._magic import unregister
 
     unregister(ipython)
 

@@ -1,35 +1,55 @@
-"""``TriggerClient``: the library API (SPEC §3). The magics are a thin layer over it."""
+"""``TriggerClient``: the library API (SPEC §3) and the composition root.
+
+The client is the one module that knows every part. It builds the store, the repository, the
+runner, the event log, the scheduler and the receiver — each lazily, on first use — and hands
+each exactly the collaborators it uses; no part imports this module or reaches back into it.
+The magics are a thin layer over it.
+"""
 
 from __future__ import annotations
 
 import inspect
+import logging
 import threading
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._config import Config
-from ._engine import Execution, JobDefinition, Runner, RunStatus, new_run_record
-from ._events import EventBus
+from ._engine import (
+    Execution,
+    JobDefinition,
+    Runner,
+    RunStatus,
+    new_run_record,
+    request_resume,
+    request_retry,
+)
+from ._engine._bus import NoticeBus
 from ._exceptions import ConfigError, TriggerNbError
+from ._io._kv import ClientKeyValueStore
 from ._keys import canonical_json, derive_run_id, new_run_id, slugify_job_id, validate_version
-from ._kv import ClientKeyValueStore
 from ._loop import LoopHost
-from ._run import Run
+from ._run import Run, RunControls
 from ._store import Repository, Store, open_store
 
 if TYPE_CHECKING:
-    from ._eventlog import EventLog
-    from ._scheduler import Scheduler
-    from ._triggers import TriggerView
+    from ._engine._bus import Listener
+    from ._events._eventlog import EventLog
+    from ._events._scheduler import Scheduler
+
+T = TypeVar("T")
 
 _LOG_LEVELS = ("log", "error", "warn", "info", "debug")
+
+log = logging.getLogger("trigger_nb")
 
 
 class TriggerClient:
     """Defines jobs and runs them against a durable store.
 
     All arguments are optional: ``dir`` (store directory, default ``TRIGGER_NB_DIR`` or
-    ``./.trigger_nb``), ``host``/``port``/``public_url`` (the callback receiver), ``storage``
+    ``./.trigger_nb``), ``store`` (a ``postgresql://`` URL: the team store of SPEC §10, default
+    ``TRIGGER_NB_STORE``, which wins over ``TRIGGER_NB_DIR``), ``host``/``port``/``public_url`` (the callback receiver), ``storage``
     (a :class:`~trigger_nb.testing.MemoryStore` or another backend instead of the directory),
     ``output_limit`` (bytes per task output, default 64 MiB), ``max_body_bytes`` (receiver).
 
@@ -40,6 +60,7 @@ class TriggerClient:
         self,
         dir: str | None = None,
         *,
+        store: str | None = None,
         host: str | None = None,
         port: int | None = None,
         public_url: str | None = None,
@@ -49,6 +70,7 @@ class TriggerClient:
     ) -> None:
         self.config = Config.from_env(
             dir=dir,
+            store=store,
             host=host,
             port=port,
             public_url=public_url,
@@ -56,7 +78,7 @@ class TriggerClient:
             max_body_bytes=max_body_bytes,
         )
         self.jobs: dict[str, JobDefinition] = {}
-        self.bus = EventBus()
+        self.bus = NoticeBus()
         self._storage = storage
         self._repo: Repository | None = None
         self._runner: Runner | None = None
@@ -64,8 +86,11 @@ class TriggerClient:
         self._host = LoopHost()
         self._lock = threading.RLock()
         self._started = False
-        self._event_log: Any = None  # see "# -- events and triggers"
-        self._scheduler: Any = None
+        self._event_log: EventLog | None = None  # see "# -- events and triggers"
+        self._scheduler: Scheduler | None = None
+        self._run_controls: _RunControls | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+        self._closed = False
 
     # -- lazily opened parts --------------------------------------------------------------
     @property
@@ -73,7 +98,7 @@ class TriggerClient:
         """The record store (opened on first use; raises ``StoreError`` if unusable)."""
         with self._lock:
             if self._storage is None:
-                self._storage = open_store(self.config.dir)
+                self._storage = open_store(self.config.store or self.config.dir)
             return self._storage
 
     @property
@@ -90,7 +115,7 @@ class TriggerClient:
                 from ._io import IO
 
                 def make_io(execution: Execution, job: JobDefinition) -> Any:
-                    return IO(execution, job, client=self)
+                    return IO(execution, job, event_log=self.event_log)
 
                 self._runner = Runner(
                     self.repo,
@@ -111,11 +136,16 @@ class TriggerClient:
         """The HTTP receiver for callback URLs and events, started on first use (SPEC §9)."""
         with self._lock:
             if self._receiver is None:
-                from ._backend import ClientReceiverBackend
                 from ._receiver import Receiver
+                from ._receiver._backend import EngineBackend
 
+                backend = EngineBackend(
+                    self.storage,
+                    complete_callback=self.runner.complete_callback,
+                    send_event=self.send_event_sync,
+                )
                 receiver = Receiver(
-                    ClientReceiverBackend(self),
+                    backend,
                     host=self.config.host,
                     port=self.config.port,
                     public_url=self.config.public_url,
@@ -124,6 +154,12 @@ class TriggerClient:
                 receiver.start()
                 self._receiver = receiver
             return self._receiver
+
+    @property
+    def receiver_started(self) -> bool:
+        """Whether the receiver runs (reading this never starts it)."""
+        receiver = self._receiver
+        return receiver is not None and bool(receiver.running)
 
     # -- jobs -----------------------------------------------------------------------------
     def define_job(
@@ -195,7 +231,7 @@ class TriggerClient:
         """
         run_id = self._prepare_run(job_id, payload, run_id)
         await self._host.run_async(self.runner.execute(run_id, busy_timeout=busy_timeout))
-        return Run(self, run_id)
+        return Run(self.run_controls, run_id)
 
     def invoke_sync(
         self, job_id: str, payload: Any = None, *, run_id: str | None = None, busy_timeout: float | None = None
@@ -203,7 +239,7 @@ class TriggerClient:
         """Blocking :meth:`invoke` for sync code (the magic, scripts)."""
         run_id = self._prepare_run(job_id, payload, run_id)
         self._host.run_sync(self.runner.execute(run_id, busy_timeout=busy_timeout))
-        return Run(self, run_id)
+        return Run(self.run_controls, run_id)
 
     def _prepare_run(self, job_id: str, payload: Any, run_id: str | None) -> str:
         job_id = slugify_job_id(job_id)
@@ -228,24 +264,44 @@ class TriggerClient:
 
     def _ensure_started(self) -> None:
         """Once per client: schedule stored WAITING runs of defined jobs (SPEC §10) and start
-        watching the store for work other processes left (a callback via ``trigger-nb serve``)."""
+        watching the store for work other processes left (a callback via ``trigger-nb serve``):
+        by its notices on a store that pushes them (PostgreSQL), else by polling."""
         if self._started:
             return
         self._started = True
         runner = self.runner
+        storage = self.storage
 
         def start() -> None:
             runner.resume_due()
-            runner.spawn(runner.watch())
+            if storage.pushes_notices:
+                # The listener's first callback(None) does the first look at the store.
+                self._unsubscribe = storage.subscribe(
+                    lambda topic: self._host.call_soon(self._store_notice, topic)
+                )
+            else:
+                runner.spawn(runner.watch())
             self.scheduler.start()  # events and schedules: see "# -- events and triggers"
 
         self._host.call_soon(start)
+
+    def _store_notice(self, topic: str | None) -> None:
+        """On the home loop: another process left work (``None``: maybe, after a reconnection)."""
+        if self._closed:
+            return
+        try:
+            if topic in ("wake", None):
+                self.runner.process_wakeups()
+            if topic in ("start", "event", None):
+                self.scheduler.poll()
+        except Exception:
+            log.exception("trigger_nb: handling a store notice (%s) failed", topic)
 
     def get_run(self, run_id: str) -> Run:
         """The handle of a stored run; ``ConfigError`` if there is none."""
         if self.repo.load_run(run_id) is None:
             raise ConfigError(f"No run {run_id!r} in the store at {self.storage.location}.")
-        return Run(self, run_id)
+        return Run(self.run_controls, run_id)
 
     def runs(self, job_id: str | None = None, status: str | None = None) -> list[Run]:
         """Stored runs, newest first, optionally filtered by job id and status."""
@@ -255,32 +311,84 @@ class TriggerClient:
         # Filters read through the run indexes: the cost is that of the runs returned.
         records = self.repo.list_runs(job_id=wanted_job, status=status.upper() if status else None)
         records.sort(key=lambda r: r.get("created_at", 0), reverse=True)
-        return [Run(self, r["id"], record=r) for r in records]
+        return [Run(self.run_controls, r["id"], record=r) for r in records]
 
     def forget(self, run_id: str) -> int:
-        """Delete a stored run and all its records; returns how many records were deleted."""
+        """Delete a stored run and all its records; returns how many records were deleted.
+
+        Raises ``TriggerNbError`` if this process executes the run right now and
+        ``RunBusyError`` if another live process does (cancel it first).
+        """
         if self._runner is not None and self._runner.is_active(run_id):
             raise TriggerNbError(f"Run {run_id} is executing right now; cancel it before forgetting it.")
+        self.repo.acquire_lease(run_id)  # RunBusyError while another process executes it
         return self.repo.forget(run_id)
 
     async def retry(self, run_id: str) -> Run:
-        """Execute a run again: ERRORED tasks run again (attempts continue), others replay."""
-        self.get_run(run_id)
+        """Execute a run again here: ERRORED tasks run again (attempts continue), others replay.
+
+        Needs the run's job defined in this client (``ConfigError`` otherwise, nothing changed);
+        from a process without it, :meth:`request_retry` leaves the retry to the one with it.
+        """
+        self._check_job_defined(self.get_run(run_id), "request_retry")
         await self._host.run_async(self.runner.execute(run_id))
-        return Run(self, run_id)
+        return Run(self.run_controls, run_id)
 
     async def resume(self, run_id: str) -> Run:
         """Resume a waiting run now: its pending waits and retry delays become due at once
-        (callbacks and event waits keep waiting for their POST or event)."""
-        self.get_run(run_id)
+        (callbacks and event waits keep waiting for their POST or event), then it executes.
+
+        Needs the run's job defined in this client (``ConfigError`` otherwise, nothing changed);
+        from a process without it, :meth:`request_resume` leaves it to the one with it.
+        """
+        self._check_job_defined(self.get_run(run_id), "request_resume")
         await self._host.run_async(self.runner.resume_now(run_id))
-        return Run(self, run_id)
+        return Run(self.run_controls, run_id)
+
+    def request_retry(self, run_id: str) -> Run:
+        """Mark a FAILURE/CANCELED/TIMED_OUT run for retry, for the process that defines its
+        job: a client that has invoked that job (a kernel that executed its cell) retries it
+        within a second; otherwise it is retried when the job next runs there. For processes
+        without the job's code (``trigger-nb retry``). ``ConfigError`` for other statuses."""
+        request_retry(self.repo, run_id)
+        return Run(self.run_controls, run_id)
+
+    def request_resume(self, run_id: str) -> int:
+        """Make a WAITING run's waits and retry delays due now and leave its execution to the
+        process that defines its job (as :meth:`request_retry`). Returns how many became due;
+        0 means it waits only for callbacks or events, and nothing was changed. ``ConfigError``
+        if the run is not WAITING."""
+        return request_resume(self.repo, run_id)
+
+    def _check_job_defined(self, run: Run, alternative: str) -> None:
+        if run.job_id not in self.jobs:
+            raise ConfigError(
+                f"Run {run.id} belongs to job {run.job_id!r}, which is not defined in this "
+                f"process: execute the job's cell (or define_job) first, or use "
+                f"client.{alternative}(run_id) to leave it to the process that defines it."
+            )
 
     async def cancel(self, run_id: str) -> Run:
         """Cancel a run (a running execution stops at its next task)."""
         self.get_run(run_id)
         await self._host.run_async(self.runner.cancel(run_id))
-        return Run(self, run_id)
+        return Run(self.run_controls, run_id)
+
+    @property
+    def run_controls(self) -> RunControls:
+        """What :class:`Run` handles of this client use: records, waiting, retry and cancel,
+        notices. ``Run(client.run_controls, run_id)`` is a handle of a run that need not be
+        stored yet (a view attached before the run starts)."""
+        with self._lock:
+            if self._run_controls is None:
+                self._run_controls = _RunControls(self)
+            return self._run_controls
+
+    def call_sync(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run a coroutine of this client (``retry``, ``resume``, ``cancel``…) to completion on
+        its home loop, from sync code (the magics, scripts); ``TimeoutError`` after
+        ``timeout`` seconds."""
+        return self._host.run_sync(coro, timeout)
 
     # -- key-value store ----------------------------------------------------------------------
     @property
@@ -297,9 +405,18 @@ class TriggerClient:
         """The store's durable events (SPEC §6.9); used by ``io`` and the methods below."""
         with self._lock:
             if self._event_log is None:
-                from ._eventlog import EventLog
+                from ._events._eventlog import EventLog
 
-                self._event_log = EventLog(self)
+                # The scheduler delivers events and the event log arms the scheduler's timers:
+                # the log gets the timers as callables, so the scheduler is built only on use.
+                self._event_log = EventLog(
+                    self.repo,
+                    self.jobs,
+                    resolve_task=self.runner.resolve_task,
+                    arm_event=lambda event_id, due: self.scheduler.arm_event(event_id, due),
+                    disarm_event=lambda event_id: self.scheduler.disarm_event(event_id),
+                    start_queued=lambda: self.scheduler.start_queued(),
+                )
             return self._event_log
 
     @property
@@ -307,13 +424,20 @@ class TriggerClient:
         """Timers for delayed events and schedules, and the starter of triggered runs."""
         with self._lock:
             if self._scheduler is None:
-                from ._scheduler import Scheduler
+                from ._events._scheduler import Scheduler
 
-                self._scheduler = Scheduler(self, self.event_log)
+                self._scheduler = Scheduler(
+                    self.repo,
+                    self.jobs,
+                    host=self._host,
+                    runner=self.runner,
+                    bus=self.bus,
+                    event_log=self.event_log,
+                )
             return self._scheduler
 
     def _check_trigger(self, job: JobDefinition) -> None:
-        from ._triggers import check_trigger
+        from ._events._triggers import check_trigger
 
         check_trigger(job.trigger, job.id)
 
@@ -360,14 +484,11 @@ class TriggerClient:
         self._ensure_started()
         return self.event_log.send(event, deliver_at=deliver_at, deliver_after=deliver_after)
 
-    def trigger_view(self, job_id: str) -> TriggerView:
-        """What a ``%%job --on/--every/--cron`` cell shows: the definition and its runs, live."""
-        from ._triggers import TriggerView
-
-        return TriggerView(self, slugify_job_id(job_id))
-
     def close(self) -> None:
         """Stop the receiver, timers and any private loop thread; close the store."""
+        self._closed = True
+        if self._unsubscribe is not None:
+            self._unsubscribe()
         if self._scheduler is not None:
             self._scheduler.close()
         if self._receiver is not None:
@@ -376,7 +497,7 @@ class TriggerClient:
         if self._runner is not None and self._host.started:
             runner = self._runner
             try:
-                self._host.run_sync(_call(runner.close), timeout=5)
+                self._host.call_sync(runner.close, timeout=5)
             except Exception:
                 runner.close()
         self._host.stop()
@@ -390,11 +511,46 @@ class TriggerClient:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<TriggerClient dir={self.config.dir!r} jobs={sorted(self.jobs)}>"
+        return f"<TriggerClient store={self.config.location!r} jobs={sorted(self.jobs)}>"
 
 
-async def _call(fn: Callable[[], Any]) -> Any:
-    return fn()
+class _RunControls:
+    """The client's side of the :class:`~trigger_nb._run.RunControls` protocol."""
+
+    def __init__(self, client: TriggerClient) -> None:
+        self._client = client
+
+    def load_run(self, run_id: str) -> dict[str, Any] | None:
+        return self._client.repo.load_run(run_id)
+
+    def load_tasks(self, run_id: str) -> list[dict[str, Any]]:
+        return self._client.repo.load_tasks(run_id)
+
+    def load_journal(self, run_id: str, execution: int) -> list[Any]:
+        return self._client.repo.load_journal(run_id, execution)
+
+    def load_journals(self, run_id: str) -> dict[int, list[Any]]:
+        return self._client.repo.load_journals(run_id)
+
+    def load_blob(self, task: dict[str, Any]) -> bytes | None:
+        return self._client.repo.load_blob(task)
+
+    async def wait_finished(self, run_id: str, timeout: float | None) -> None:
+        client = self._client
+        await client._host.run_async(client.runner.wait_finished(run_id, timeout))
+
+    def wait_finished_sync(self, run_id: str, timeout: float | None) -> None:
+        client = self._client
+        client._host.run_sync(client.runner.wait_finished(run_id, timeout))
+
+    async def retry(self, run_id: str) -> Run:
+        return await self._client.retry(run_id)
+
+    async def cancel(self, run_id: str) -> Run:
+        return await self._client.cancel(run_id)
+
+    def subscribe(self, listener: Listener, *, run_id: str) -> Callable[[], None]:
+        return self._client.bus.subscribe(listener, run_id=run_id)
 
 
 _default: TriggerClient | None = None

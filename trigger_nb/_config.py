@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -12,12 +13,31 @@ from ._serde import DEFAULT_OUTPUT_LIMIT
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 
+#: URL schemes of the PostgreSQL team store (SPEC §10); anything else is a directory.
+STORE_URL_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_store_url(location: str) -> bool:
+    """Whether ``location`` names a PostgreSQL store rather than a directory."""
+    return location.lower().startswith(STORE_URL_SCHEMES)
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (in the user part and in a ``password=``
+    query parameter): what messages, logs and ``%job config`` show."""
+    masked = re.sub(r"^([a-zA-Z]+://[^:@/?#]*):[^@/?#]*@", r"\1:***@", url)
+    return re.sub(r"([?&]password=)[^&#]*", r"\1***", masked, flags=re.IGNORECASE)
+
 
 @dataclass(frozen=True)
 class Config:
-    """Where the store lives and how the receiver listens (SPEC §1)."""
+    """Where the store lives and how the receiver listens (SPEC §1).
+
+    ``store`` (a ``postgresql://`` URL) puts the records in PostgreSQL instead of ``dir``.
+    """
 
     dir: str = ".trigger_nb"
+    store: str | None = None
     host: str = "127.0.0.1"
     port: int = 0
     public_url: str | None = None
@@ -26,16 +46,28 @@ class Config:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Config:
-        """Read ``TRIGGER_NB_DIR/HOST/PORT/PUBLIC_URL``; non-None ``overrides`` win."""
+        """Read ``TRIGGER_NB_DIR/STORE/HOST/PORT/PUBLIC_URL``; non-None ``overrides`` win.
+
+        ``TRIGGER_NB_STORE`` wins over ``TRIGGER_NB_DIR``; an explicit ``dir`` override (without
+        ``store``) means that directory, whatever ``TRIGGER_NB_STORE`` says.
+        """
         env = os.environ if env is None else env
         values: dict[str, Any] = {
             "dir": env.get("TRIGGER_NB_DIR") or ".trigger_nb",
+            "store": env.get("TRIGGER_NB_STORE") or None,
             "host": env.get("TRIGGER_NB_HOST") or "127.0.0.1",
             "port": env.get("TRIGGER_NB_PORT") or 0,
             "public_url": env.get("TRIGGER_NB_PUBLIC_URL") or None,
         }
+        if overrides.get("dir") is not None and overrides.get("store") is None:
+            values["store"] = None
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values).validated()
+
+    @property
+    def location(self) -> str:
+        """Where the records are, for messages: the store URL (password masked) or the directory."""
+        return mask_url(self.store) if self.store else self.dir
 
     def validated(self) -> Config:
         try:
@@ -47,6 +79,11 @@ class Config:
         if self.public_url is not None and not str(self.public_url).startswith(("http://", "https://")):
             raise ConfigError(
                 f"TRIGGER_NB_PUBLIC_URL must start with http:// or https://, got {self.public_url!r}."
+            )
+        if self.store is not None and not is_store_url(str(self.store)):
+            raise ConfigError(
+                f"TRIGGER_NB_STORE / --store must be a postgresql:// URL, got {mask_url(str(self.store))!r}. "
+                "For a store directory use TRIGGER_NB_DIR / --dir instead."
             )
         for name in ("max_body_bytes", "output_limit"):
             value = getattr(self, name)

@@ -115,14 +115,23 @@ class RunCanceledError(TriggerNbError):
 
 
 class RunFailedError(TriggerNbError):
-    """``Run.result()`` was asked for the output of a run that failed.
+    """A run ended in FAILURE: raised by ``Run.result()`` and by a ``%%job`` cell (SPEC §2).
 
-    ``error`` is the run's ``{"name", "message", "stack"}`` record.
+    ``error`` is the run's ``{"name", "message", "stack"}`` record (plus ``task``, the display
+    key of the failed task, when a task failed); the message names the task and the original
+    exception; at the notebook boundary the traceback shows only the user's own frames.
     """
 
     def __init__(self, message: str, *, error: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.error = error or {}
+
+    def _render_traceback_(self) -> list[str]:
+        lines = [f"{type(self).__name__}: {self}"]
+        stack = str(self.error.get("stack") or "")
+        if stack:
+            lines.append(stack.rstrip())
+        return lines
 
 
 class RunTimeoutError(TriggerNbError, TimeoutError):

@@ -4,8 +4,8 @@ Every execution of every run of a client happens on one loop, its *home*:
 
 * inside a Jupyter kernel, the kernel's own loop (it runs forever, so suspended runs resume in
   the background between cells, and widget/comm traffic shares the thread); a sync caller on
-  that loop (the ``%%job`` magic, ``run.result()``) blocks with nest-asyncio's re-entrant
-  ``run_until_complete``;
+  that loop (the ``%%job`` magic, ``run.result()``) blocks with a re-entrant
+  ``run_until_complete`` (see :func:`_run_nested`);
 * anywhere else (terminal IPython, scripts, ``asyncio.run`` programs), a private daemon thread
   running its own loop, started lazily — ``import trigger_nb`` starts nothing.
 
@@ -18,7 +18,7 @@ import asyncio
 import concurrent.futures
 import sys
 import threading
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -44,6 +44,41 @@ def _kernel_loop() -> asyncio.AbstractEventLoop | None:
         except RuntimeError:
             return None
     return None
+
+
+def _run_nested(loop: asyncio.AbstractEventLoop, awaitable: Awaitable[T]) -> T:
+    """Block in ``loop.run_until_complete`` while ``loop`` is already running (a sync caller on
+    the kernel's loop: the ``%%job`` magic, ``run.result()`` in a cell).
+
+    ``nest_asyncio2`` makes the loop re-entrant, not the unmaintained ``nest_asyncio``: ipykernel
+    7 runs every queued cell as a task in one shared ``contextvars.Context``; under
+    ``nest_asyncio`` the nested run steps the *next* queued cell's task inside the current one,
+    entering the already-entered context fails ("cannot enter context"), the step is dropped
+    and no cell queued behind a ``%%job`` cell ever replies (SPEC §2, *Run All*).
+    ``nest_asyncio2`` >= 1.7.4 defers such steps until the nested run exits.
+
+    The loop is patched from *inside* the stock ``_run_once`` (the cell runs in one of its
+    callbacks), which counted its ready callbacks before and pops that many afterwards; nested
+    runs during that callback may consume some of them and the stock loop then dies on ``pop
+    from an empty deque`` (seen on ipykernel 6: the kernel exits when cells are queued behind a
+    ``%%job`` cell). So each nested run tops the ready queue up with no-op callbacks to its
+    length on entry (harmless when the caller is the patched ``_run_once``).
+    """
+    if getattr(loop, "_nest_asyncio2", None) is None:
+        import nest_asyncio2
+
+        nest_asyncio2.apply(loop)
+    ready: Any = getattr(loop, "_ready", ())  # asyncio's own queue: the stock loop counted it
+    counted = len(ready)
+    try:
+        return loop.run_until_complete(awaitable)
+    finally:
+        for _ in range(counted - len(ready)):
+            loop.call_soon(_nothing)
+
+
+def _nothing() -> None:
+    """A no-op ready callback (see :func:`_run_nested`)."""
 
 
 class LoopHost:
@@ -99,17 +134,22 @@ class LoopHost:
         except RuntimeError:
             running = None
         if running is loop:
-            # A sync caller on the kernel's loop (a magic, run.result() in a cell).
-            import nest_asyncio
-
-            nest_asyncio.apply(loop)
-            return loop.run_until_complete(asyncio.wait_for(coro, timeout))
+            return _run_nested(loop, asyncio.wait_for(coro, timeout))
         future = asyncio.run_coroutine_threadsafe(coro, loop)
         try:
             return future.result(timeout)
         except concurrent.futures.TimeoutError:
             future.cancel()
             raise TimeoutError(f"timed out after {timeout} s") from None
+
+    def call_sync(self, fn: Callable[[], T], timeout: float | None = None) -> T:
+        """Call ``fn()`` on the home loop and block until it returned (``TimeoutError`` after
+        ``timeout`` seconds): for sync teardown that must not race the loop's callbacks."""
+
+        async def call() -> T:
+            return fn()
+
+        return self.run_sync(call(), timeout)
 
     async def run_async(self, coro: Coroutine[Any, Any, T]) -> T:
         """Await ``coro`` on the home loop, from whatever loop the caller is on."""

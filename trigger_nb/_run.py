@@ -2,16 +2,41 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, NamedTuple, Protocol
 
 from ._engine import RUN_FINISHED, RunStatus
+from ._engine._bus import Listener
 from ._exceptions import ConfigError, RunCanceledError, RunFailedError, RunTimeoutError
+from ._serde import iso
 
-if TYPE_CHECKING:
-    from ._client import TriggerClient
+
+class RunControls(Protocol):
+    """What a :class:`Run` handle needs: read its records, wait for it, control it, hear of it.
+
+    The client implements it (``TriggerClient.run_controls``); a handle never sees the client.
+    """
+
+    def load_run(self, run_id: str) -> dict[str, Any] | None: ...
+    def load_tasks(self, run_id: str) -> list[dict[str, Any]]: ...
+    def load_journal(self, run_id: str, execution: int) -> list[Any]: ...
+    def load_journals(self, run_id: str) -> dict[int, list[Any]]: ...
+    def load_blob(self, task: dict[str, Any]) -> bytes | None: ...
+    async def wait_finished(self, run_id: str, timeout: float | None) -> None: ...
+    def wait_finished_sync(self, run_id: str, timeout: float | None) -> None: ...
+    async def retry(self, run_id: str) -> Run: ...
+    async def cancel(self, run_id: str) -> Run: ...
+    def subscribe(self, listener: Listener, *, run_id: str) -> Callable[[], None]: ...
+
+
+class RunRecords(NamedTuple):
+    """A run's raw records, read together: what a view renders."""
+
+    run: dict[str, Any]
+    tasks: list[dict[str, Any]]
+    journals: dict[int, list[Any]]
 
 #: Fields of ``Run.tasks`` entries, in display order (SPEC §3).
 TASK_FIELDS = (
@@ -32,11 +57,6 @@ TASK_FIELDS = (
     "completed_at",
     "replayed",
 )
-
-
-def iso(ts: float | None) -> str | None:
-    """Epoch seconds → ISO 8601 UTC (what records show users)."""
-    return None if ts is None else _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).isoformat()
 
 
 def outcomes(journal: list[Any]) -> dict[str, str]:
@@ -71,17 +91,18 @@ def public_task(task: dict[str, Any], replayed: bool, output: Any) -> dict[str, 
 class Run:
     """Handle of one run. Attributes read the store each time, so they are always current."""
 
-    def __init__(self, client: TriggerClient, run_id: str, *, record: dict[str, Any] | None = None) -> None:
-        self._client = client
+    def __init__(self, controls: RunControls, run_id: str, *, record: dict[str, Any] | None = None) -> None:
+        self._controls = controls
         self.id = run_id
         self._record = record
-        self._quiet = False
+        #: In a notebook, show only the one-line summary instead of the task log (``--quiet``).
+        self.quiet = False
 
     # -- data -----------------------------------------------------------------------------
     @property
     def record(self) -> dict[str, Any]:
         """The raw stored run record (fresh from the store)."""
-        record = self._client.repo.load_run(self.id)
+        record = self._controls.load_run(self.id)
         if record is None:
             raise ConfigError(f"Run {self.id} is no longer in the store (forgotten?).")
         self._record = record
@@ -122,18 +143,18 @@ class Run:
     def tasks(self) -> list[dict[str, Any]]:
         """Task records in first-seen order (see SPEC §3 for the fields)."""
         run = self.record
-        repo = self._client.repo
-        last = outcomes(repo.load_journal(self.id, run["executions"]))
+        controls = self._controls
+        last = outcomes(controls.load_journal(self.id, run["executions"]))
         views = []
-        for task in repo.load_tasks(self.id):
+        for task in controls.load_tasks(self.id):
             replayed = was_replayed(task, last.get(task["id"]), run["executions"])
-            views.append(public_task(task, replayed, _task_output(repo, task)))
+            views.append(public_task(task, replayed, _task_output(controls, task)))
         return views
 
     def executions_log(self) -> list[dict[str, Any]]:
         """One entry per recorded execution (the last 20): ``n``, ``status``, ``started_at``,
         ``ended_at``, and ``tasks`` = ``[task_id, outcome, attempts]`` in the order visited."""
-        journals = self._client.repo.load_journals(self.id)
+        journals = self._controls.load_journals(self.id)
         return [
             {**summary, "tasks": journals.get(summary["n"], [])}
             for summary in self.record.get("history") or []
@@ -145,9 +166,8 @@ class Run:
 
         Raises :class:`RunTimeoutError` after ``timeout`` seconds (the run goes on).
         """
-        client = self._client
         try:
-            await client._host.run_async(client.runner.wait_finished(self.id, timeout))
+            await self._controls.wait_finished(self.id, timeout)
         except TimeoutError:
             raise RunTimeoutError(
                 f"Run {self.id} is still {self.status} after {timeout} s; it goes on in the "
@@ -157,9 +177,8 @@ class Run:
 
     def wait_sync(self, timeout: float | None = None) -> Run:
         """Blocking :meth:`wait`, usable from sync code and from a notebook cell."""
-        client = self._client
         try:
-            client._host.run_sync(client.runner.wait_finished(self.id, timeout))
+            self._controls.wait_finished_sync(self.id, timeout)
         except TimeoutError:
             raise RunTimeoutError(
                 f"Run {self.id} is still {self.status} after {timeout} s; it goes on in the "
@@ -168,25 +187,38 @@ class Run:
         return self
 
     def result(self, timeout: float | None = None) -> Any:
-        """Block until finished and return the output; raise if the run did not succeed."""
+        """Block until finished and return the output; raise if the run did not succeed:
+        :class:`RunFailedError` (FAILURE), :class:`RunTimeoutError` (TIMED_OUT),
+        :class:`RunCanceledError` (CANCELED)."""
         self.wait_sync(timeout)
         run = self.record
-        if run["status"] == RunStatus.SUCCESS:
-            return self.output
         if run["status"] == RunStatus.CANCELED:
             raise RunCanceledError(f"Run {self.id} was canceled.")
+        self.raise_for_status(run)
+        return self.output
+
+    def raise_for_status(self, record: dict[str, Any] | None = None) -> None:
+        """Raise :class:`RunFailedError` if the run FAILED (:class:`RunTimeoutError` if it
+        TIMED_OUT); return for every other status. The message names the failed task and the
+        original exception (SPEC §2: a failed run fails its cell)."""
+        run = record if record is not None else self.record
+        status = run["status"]
+        if status not in (RunStatus.FAILURE, RunStatus.TIMED_OUT):
+            return
         error = run.get("error") or {}
-        raise RunFailedError(
-            f"Run {self.id} failed: {error.get('name')}: {error.get('message')}", error=error
-        )
+        where = f" in task {error['task']!r}" if error.get("task") else ""
+        message = f"Run {self.id} ({run['job_id']}) failed{where}: {error.get('name')}: {error.get('message')}"
+        if status == RunStatus.TIMED_OUT:
+            raise RunTimeoutError(message)
+        raise RunFailedError(message, error=error)
 
     # -- controls -------------------------------------------------------------------------
     async def retry(self) -> Run:
         """Execute again: ERRORED tasks run again, completed ones replay."""
-        return await self._client.retry(self.id)
+        return await self._controls.retry(self.id)
 
     async def cancel(self) -> Run:
-        return await self._client.cancel(self.id)
+        return await self._controls.cancel(self.id)
 
     @property
     def finished(self) -> bool:
@@ -195,30 +227,39 @@ class Run:
     # -- views ----------------------------------------------------------------------------
     def log(self) -> str:
         """The task log as plain text (executions separated, replayed tasks marked)."""
-        from ._display import render_text
+        from ._notebook._display import render_text
 
-        return render_text(self.record, self._client.repo.load_tasks(self.id), self._journals())
+        return render_text(*self.records())
 
     def summary(self) -> str:
-        from ._display import summary_line
+        from ._notebook._display import summary_line
 
         return summary_line(self.record)
 
     def _repr_html_(self) -> str:
-        from ._display import render_html
+        from ._notebook._display import render_html
 
-        return render_html(self.record, self._client.repo.load_tasks(self.id), self._journals())
+        return render_html(*self.records())
 
-    def _journals(self) -> dict[int, list[Any]]:
-        return self._client.repo.load_journals(self.id)
+    # -- for views --------------------------------------------------------------------------
+    def records(self) -> RunRecords:
+        """The run's raw records (run, tasks in first-seen order, journals by execution)."""
+        return RunRecords(
+            self.record, self._controls.load_tasks(self.id), self._controls.load_journals(self.id)
+        )
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener(notice)`` (from the engine's thread) whenever this run or one of its
+        tasks changes; returns the function that unsubscribes. Views use it to re-render."""
+        return self._controls.subscribe(listener, run_id=self.id)
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
-        printer.text(self.summary() if self._quiet else self.log())
+        printer.text(self.summary() if self.quiet else self.log())
 
     def _ipython_display_(self) -> None:
-        from ._display import show_live
+        from ._notebook._display import show_live
 
-        show_live(self, quiet=self._quiet)
+        show_live(self, quiet=self.quiet)
 
     def __repr__(self) -> str:
         try:
@@ -227,16 +268,16 @@ class Run:
             return f"<Run {self.id}>"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Run) and other.id == self.id and other._client is self._client
+        return isinstance(other, Run) and other.id == self.id and other._controls is self._controls
 
     def __hash__(self) -> int:
         return hash(self.id)
 
 
-def _task_output(repo: Any, task: dict[str, Any]) -> Any:
+def _task_output(controls: RunControls, task: dict[str, Any]) -> Any:
     from ._engine._execution import stored_output
 
-    return stored_output(repo, task)
+    return stored_output(controls, task)
 
 
 def duration_ms(start: float | None, end: float | None) -> float | None:

@@ -400,7 +400,29 @@ def error_record(exc: BaseException, *, user_frames_only: bool = True) -> dict[s
     return {"name": type(exc).__name__, "message": str(exc), "stack": "".join(te.format())}
 
 
+# -- times ---------------------------------------------------------------------------------
+
+
+def iso(ts: float | None) -> str | None:
+    """Epoch seconds → ISO 8601 UTC (what records show users)."""
+    return None if ts is None else _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).isoformat()
+
+
+def epoch_seconds(when: Any, what: str) -> float | None:
+    """A ``datetime`` (naive = local time) or epoch seconds → epoch seconds; ``None`` stays
+    ``None``. Raises :class:`ConfigError` naming ``what`` for anything else."""
+    if when is None:
+        return None
+    if isinstance(when, _dt.datetime):
+        return (when if when.tzinfo else when.astimezone()).timestamp()
+    if isinstance(when, (int, float)) and not isinstance(when, bool):
+        return float(when)
+    raise ConfigError(f"{what} must be a datetime or epoch seconds, got {type(when).__name__}.")
+
+
 __all__ = [
+    "epoch_seconds",
+    "iso",
     "DEFAULT_OUTPUT_LIMIT",
     "EncodedOutput",
     "decode_output",

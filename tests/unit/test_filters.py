@@ -9,8 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trigger_nb._exceptions import EventFilterError
-from trigger_nb._filters import (
+from trigger_nb._events._filters import (
     HttpResponse,
     deep_merge_filters,
     event_filter_matches,
@@ -18,6 +17,7 @@ from trigger_nb._filters import (
     validate_event_filter,
     validate_response_filter,
 )
+from trigger_nb._exceptions import EventFilterError
 
 ABSENT: Any = object()  # in a case table: the key is left out of the payload
 

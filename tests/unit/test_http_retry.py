@@ -11,22 +11,24 @@ import pytest
 
 from trigger_nb import redact_string, retry
 from trigger_nb._exceptions import ConfigError, EventFilterError
-from trigger_nb._http import (
+from trigger_nb._io._fetch_request import (
     FETCH_TIMEOUT_MS,
-    HEADERS_STRATEGY_MAX_ATTEMPTS,
     POLL_REQUEST_TIMEOUT_MS,
-    FetchError,
     clamp_timeout_ms,
+    normalize_timeout,
+    parse_body,
+    prepare_request,
+    task_name,
+)
+from trigger_nb._io._fetch_retry import (
+    HEADERS_STRATEGY_MAX_ATTEMPTS,
+    FetchError,
     display_retry,
     js_key_order,
     normalize_fetch_retry,
-    normalize_timeout,
-    parse_body,
     parse_reset,
-    prepare_request,
     select_strategy,
     status_matches,
-    task_name,
     validate_status_pattern,
 )
 

@@ -15,8 +15,8 @@ from trigger_nb import (
     interval_trigger,
     invoke_trigger,
 )
-from trigger_nb._eventlog import delivery_time, normalize_event, trigger_run_id
-from trigger_nb._triggers import (
+from trigger_nb._events._eventlog import delivery_time, normalize_event, trigger_run_id
+from trigger_nb._events._triggers import (
     CronTrigger,
     EventTrigger,
     IntervalTrigger,

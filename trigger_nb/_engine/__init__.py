@@ -1,8 +1,13 @@
-"""The replay engine: task/run state machine, one execution's replay, and the runner."""
+"""The engine: task/run state machine, one execution's replay, the runner, and the notice bus.
+
+May import: the store and the shared leaves only — never ``_io``, ``_events``, ``_receiver``,
+``_notebook``, the client or the run handle (views learn of progress from the bus).
+"""
 
 from ._control import Canceled, ControlFlow, Suspend, is_control_flow
 from ._execution import CALLBACK_TIMEOUT_MESSAGE, Execution, TaskHandle, TaskSpec, current_parent
 from ._jobs import JobDefinition, make_context, new_run_record
+from ._requests import request_resume, request_retry
 from ._runner import Runner
 from ._states import RUN_FINISHED, TASK_FINISHED, RunStatus, TaskStatus
 
@@ -24,4 +29,6 @@ __all__ = [
     "is_control_flow",
     "make_context",
     "new_run_record",
+    "request_resume",
+    "request_retry",
 ]

@@ -31,7 +31,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._events import EventBus, Notice
 from .._exceptions import CallbackTimeoutError, DuplicateTaskKeyError, TaskError, TaskOutputError
 from .._keys import display_key, idempotency_key, task_id_for
 from .._serde import (
@@ -44,6 +43,7 @@ from .._serde import (
 from .._store import Repository
 from .._store._codec import loads_record
 from ..retry import calculate_retry_at
+from ._bus import Notice, NoticeBus
 from ._control import Canceled, ControlFlow, ExecutionClosing, Suspend
 from ._states import TaskStatus, advance_task
 from ._threads import run_sync_callback
@@ -160,7 +160,7 @@ class Execution:
         tasks: list[dict[str, Any]] | dict[str, str],
         *,
         repo: Repository,
-        bus: EventBus,
+        bus: NoticeBus,
         number: int,
         reset_errored: bool = False,
         output_limit: int = DEFAULT_OUTPUT_LIMIT,
@@ -651,9 +651,10 @@ class Execution:
         return parse_output(value) if parse_output is not None else value
 
 
-def stored_output(repo: Repository, record: dict[str, Any]) -> Any:
+def stored_output(repo: Any, record: dict[str, Any]) -> Any:
     """The output of a completed task record: inline JSON text, a large JSON output in its
-    blob, or a pickled output in its blob."""
+    blob, or a pickled output in its blob. ``repo``: anything with ``load_blob(record)`` (a
+    :class:`Repository`, a run's controls)."""
     if record.get("output_encoding") == "pickle":
         data = repo.load_blob(record)
         return None if data is None else pickle.loads(data)

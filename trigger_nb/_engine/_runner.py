@@ -23,13 +23,15 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .._events import EventBus, Notice
 from .._exceptions import ConfigError, RunBusyError, TaskError, TaskOutputError
 from .._serde import DEFAULT_OUTPUT_LIMIT, encode_output, error_record
 from .._store import LEASE_TTL, Repository
+from ._bus import Notice, NoticeBus
 from ._control import Canceled, ControlFlow
-from ._execution import CALLBACK_TIMEOUT_MESSAGE, Execution
+from ._execution import CALLBACK_TIMEOUT_MESSAGE, Execution, current_parent
 from ._jobs import JobDefinition, make_context
+from ._operations import OperationContext
+from ._requests import RETRYABLE, make_due
 from ._states import RUN_FINISHED, RunStatus, TaskStatus, advance_run, advance_task
 
 log = logging.getLogger("trigger_nb")
@@ -38,13 +40,24 @@ log = logging.getLogger("trigger_nb")
 HISTORY_LIMIT = 20
 
 
+#: Statuses a retry executes again (ERRORED tasks reset).
+
+
+def _wants_execution(run: dict[str, Any]) -> bool:
+    """Should a wake-up execute this run? A waiting run, or a finished one whose retry was
+    requested by a process that could not execute it (:func:`request_retry`)."""
+    return run["status"] == RunStatus.WAITING or (
+        bool(run.get("retry_requested")) and run["status"] in RETRYABLE
+    )
+
+
 class Runner:
     """Executes runs of the jobs in ``jobs`` against ``repo``, publishing to ``bus``."""
 
     def __init__(
         self,
         repo: Repository,
-        bus: EventBus,
+        bus: NoticeBus,
         jobs: Mapping[str, JobDefinition],
         *,
         make_io: Callable[[Execution, JobDefinition], Any],
@@ -120,7 +133,7 @@ class Runner:
                 raise ConfigError(f"No run {run_id!r} in the store at {self.repo.store.location}.")
             stored = {"status": run["status"], "wake_at": run.get("wake_at")}  # for save_run
             job = self.jobs.get(run["job_id"])
-            if only_if_waiting and (run["status"] != RunStatus.WAITING or job is None):
+            if only_if_waiting and (not _wants_execution(run) or job is None):
                 return None  # a job not defined here is picked up when its cell is executed
             if job is None:
                 raise ConfigError(
@@ -129,6 +142,7 @@ class Runner:
                 )
             self.repo.take_lease(run)  # saved with the run below
             self.repo.clear_wake(run_id)
+            run.pop("retry_requested", None)  # this execution is the retry
             if run["status"] == RunStatus.EXECUTING:
                 # We hold the lease, so whoever executed it died mid-execution: that execution
                 # ends as interrupted; its RUNNING task (if any) runs again, at least once.
@@ -191,6 +205,10 @@ class Runner:
         ctx = make_context(job, run, execution.number)
         outcome: str
         value: Any = None
+        # The body starts at the top level, whatever context resumed it: a timer armed inside a
+        # task (io.send_event(..., deliver_after=...)) carries that task as current parent, and
+        # an execution it resumes would otherwise nest every task under it, with new keys.
+        top_level = current_parent.set(None)
         try:
             value = await job.fn(run.get("payload"), execution.io, ctx)
             outcome = "success"
@@ -204,6 +222,8 @@ class Runner:
             execution.closing = True
             self._finish(run, execution, "failure", exc)
             raise
+        finally:
+            current_parent.reset(top_level)
         execution.closing = True
         await execution.wait_idle()  # every concurrent branch finished or suspended (SPEC §4.4)
         if execution.canceled:
@@ -354,15 +374,7 @@ class Runner:
         """Make the run's pending waits and retry delays due now, then execute it (SPEC §2
         ``%job resume``, the log's "Resume now"/"Retry now"). Callbacks and event waits still
         wait for their POST or event."""
-        now = time.time()
-        with self.repo.store.transaction():
-            for task in self.repo.load_tasks(run_id):
-                if task["status"] != TaskStatus.WAITING:
-                    continue
-                changes = {f: now for f in ("delay_until", "retry_at") if (task.get(f) or 0) > now}
-                if changes:
-                    task.update(changes)
-                    self.repo.save_task(task)
+        make_due(self.repo, run_id)
         return await self.execute(run_id)
 
     def process_wakeups(self) -> int:
@@ -534,7 +546,7 @@ class Runner:
         task_id = record["id"]
         if task_id in self._operations:
             return
-        context = OperationContext(self, dict(record))
+        context = OperationContext(self.repo, self.bus, dict(record))
         self._operations[task_id] = self.spawn(self._run_operation(context, operation))
 
     async def _run_operation(self, context: OperationContext, operation: Callable[[Any], Any]) -> None:
@@ -597,51 +609,3 @@ class Runner:
         self._timers.clear()
         for task in list(self._background):
             task.cancel()
-
-
-class OperationContext:
-    """Handed to a background operation: the task record and a way to log attempts.
-
-    ``record_attempt(params)`` stores a completed child entry under the task (a poll attempt,
-    a fetch retry) so the log shows each one as it happens.
-    """
-
-    def __init__(self, runner: Runner, task: dict[str, Any]) -> None:
-        self.runner = runner
-        self.task = task
-        self.attempts = 0
-
-    def record_attempt(self, name: str, params: Any, *, status: str = TaskStatus.COMPLETED) -> dict[str, Any]:
-        from .._keys import idempotency_key, task_id_for
-
-        self.attempts += 1
-        task = self.task
-        key = idempotency_key(task["run_id"], task["id"], ["attempt", self.attempts])
-        now = time.time()
-        record = {
-            "id": task_id_for(key),
-            "run_id": task["run_id"],
-            "idempotency_key": key,
-            "cache_key": ["attempt", self.attempts],
-            "display_key": f"attempt-{self.attempts}",
-            "parent_id": task["id"],
-            "name": name,
-            "icon": None,
-            "kind": "attempt",
-            "noop": True,
-            "status": status,
-            "attempts": 1,
-            "seq": task.get("seq", 0) + self.attempts / 100000,
-            "params": params,
-            "started_at": now,
-            "completed_at": now,
-            "output_json": None,
-            "output_encoding": None,
-            "error": None,
-            "callback_url": None,
-            "background": True,
-        }
-        self.runner.repo.save_task(record)
-        if self.runner.bus.active:
-            self.runner.bus.emit(Notice("task", task["run_id"], task=record))
-        return record

@@ -1,11 +1,13 @@
 """The ``io`` object handed to job bodies: validates arguments, builds tasks, delegates.
 
-Each family of methods lives in its own module and is mixed in here.
+May import: the engine, the store, ``_events`` (pure event rules and filters) and the shared
+leaves — never the client, the receiver or the notebook layer. Each family of methods lives in
+its own module and is mixed in here.
 """
 
 from ._core import CoreIO
 from ._events import EventsIO
-from ._http import HttpIO
+from ._fetch import HttpIO
 from ._library import LibraryIO
 
 

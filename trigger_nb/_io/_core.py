@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._engine import Execution, JobDefinition, TaskSpec, is_control_flow
 from .._exceptions import ConfigError
+from .._serde import epoch_seconds
 from ..retry import normalize_retry_options
+
+if TYPE_CHECKING:
+    from .._events._eventlog import EventLog
 
 
 def _check_cache_key(key: Any) -> None:
@@ -22,16 +25,6 @@ def _check_cache_key(key: Any) -> None:
     raise ConfigError(
         f"A task's cache key must be a non-empty string or list, got {type(key).__name__}: {key!r}."
     )
-
-
-def _epoch(when: Any, what: str) -> float | None:
-    if when is None:
-        return None
-    if isinstance(when, _dt.datetime):
-        return (when if when.tzinfo else when.astimezone()).timestamp()
-    if isinstance(when, (int, float)) and not isinstance(when, bool):
-        return float(when)
-    raise ConfigError(f"{what} must be a datetime or epoch seconds, got {type(when).__name__}.")
 
 
 def _callback_options(callback: Any) -> dict[str, Any] | None:
@@ -55,10 +48,12 @@ def _callback_options(callback: Any) -> dict[str, Any] | None:
 class CoreIO:
     """``run_task`` and friends. Every method is a task (SPEC §6)."""
 
-    def __init__(self, execution: Execution, job: JobDefinition, *, client: Any = None) -> None:
+    def __init__(
+        self, execution: Execution, job: JobDefinition, *, event_log: EventLog
+    ) -> None:
         self._execution = execution
         self._job = job
-        self._client = client
+        self._event_log = event_log
 
     @property
     def run_id(self) -> str:
@@ -113,7 +108,7 @@ class CoreIO:
             style=style,
             redact=redact,
             retry=normalize_retry_options(retry),
-            delay_until=_epoch(delay_until, "delay_until"),
+            delay_until=epoch_seconds(delay_until, "delay_until"),
             callback=_callback_options(callback),
             parse_output=parse_output,
             serializer=serializer,

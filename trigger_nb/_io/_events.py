@@ -14,9 +14,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .._engine import Execution, TaskSpec
+from .._events._eventlog import EventLog, normalize_event
+from .._events._triggers import apply_schema, event_rule
 from .._exceptions import ConfigError, PayloadError
-from .._triggers import apply_schema, event_rule
-from ._core import _check_cache_key, _epoch
+from .._serde import epoch_seconds
+from ._core import _check_cache_key
 
 _WAIT_KEYS = ("name", "filter", "source", "context_filter", "schema")
 
@@ -39,10 +41,8 @@ def _seconds(value: Any, what: str, *, positive: bool) -> float:
 def _send_params(
     event: Any, deliver_at: Any, deliver_after: Any
 ) -> tuple[dict[str, Any], list[dict[str, str]]]:
-    from .._eventlog import normalize_event
-
     normalize_event(event, now=time.time(), default_id="-")  # PayloadError now: nothing stored
-    when = _epoch(deliver_at, "deliver_at")
+    when = epoch_seconds(deliver_at, "deliver_at")
     if deliver_after is not None:
         _seconds(deliver_after, "deliver_after", positive=False)
     properties = [{"label": "name", "text": event["name"]}]
@@ -62,7 +62,7 @@ class EventsIO:
     """``send_event``, ``send_events``, ``get_event``, ``cancel_event``, ``wait_for_event``."""
 
     _execution: Execution
-    _client: Any
+    _event_log: EventLog
 
     async def send_event(
         self,
@@ -81,7 +81,7 @@ class EventsIO:
         """
         _check_cache_key(key)
         params, properties = _send_params(event, deliver_at, deliver_after)
-        events = self._client.event_log
+        events = self._event_log
 
         def send(task: Any) -> Any:
             return events.send(
@@ -117,7 +117,7 @@ class EventsIO:
             raise PayloadError(f"io.send_events({key!r}, events): events must be a list of events.")
         for event in events:
             _send_params(event, deliver_at, deliver_after)
-        log = self._client.event_log
+        log = self._event_log
 
         def send(task: Any) -> Any:
             return [
@@ -138,7 +138,7 @@ class EventsIO:
                 icon="send",
                 params={
                     "events": [dict(e) for e in events],
-                    "deliver_at": _epoch(deliver_at, "deliver_at"),
+                    "deliver_at": epoch_seconds(deliver_at, "deliver_at"),
                     "deliver_after": deliver_after,
                 },
                 properties=[{"label": "Total Events", "text": str(len(events))}],
@@ -149,7 +149,7 @@ class EventsIO:
     async def get_event(self, key: Any, id: str) -> dict[str, Any] | None:
         """The stored event ``id`` with the runs it started (``None`` if unknown), as a task."""
         _check_cache_key(key)
-        log = self._client.event_log
+        log = self._event_log
         return await self._execution.run_task(
             TaskSpec(
                 cache_key=key,
@@ -164,7 +164,7 @@ class EventsIO:
     async def cancel_event(self, key: Any, id: str) -> dict[str, Any] | None:
         """Cancel the delivery of event ``id`` if it has not happened yet (v2 §5.9), as a task."""
         _check_cache_key(key)
-        log = self._client.event_log
+        log = self._event_log
         return await self._execution.run_task(
             TaskSpec(
                 cache_key=key,
@@ -220,7 +220,7 @@ class EventsIO:
             )
         timeout = _seconds(timeout_in_seconds, "timeout_in_seconds", positive=True)
         lookback = _seconds(lookback_seconds, "lookback_seconds", positive=False)
-        log = self._client.event_log
+        log = self._event_log
 
         def register(record: dict[str, Any]) -> None:
             log.register_waiter(record, rule, lookback_seconds=lookback)

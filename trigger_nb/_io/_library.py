@@ -11,7 +11,7 @@ logged, and replayed instead of repeated on later executions.
   occurrences of that message at that level under the same parent task in this execution: the
   same message twice never raises ``DuplicateTaskKeyError`` (v2 2.2.5+ did), and a replay,
   which makes the same calls in the same order, derives the same keys.
-- ``io.store``: see :mod:`trigger_nb._kv`.
+- ``io.store``: see :mod:`trigger_nb._io._kv`.
 - ``io.random`` / ``io.uuid`` / ``io.now``: values drawn once, at the first execution.
 - ``io.create_status``: a status whose every update is a task; the task outputs are the full
   status after the update, which is also where the log finds the current status (so a
@@ -36,10 +36,10 @@ from typing import Any
 from .._engine import Execution, JobDefinition, TaskSpec, current_parent, is_control_flow
 from .._exceptions import ConfigError, PayloadError
 from .._keys import display_key, slugify_job_id
-from .._kv import TaskKeyValueStores
 from .._serde import error_record, json_tree
 from ..retry import js_round, standard_backoff
 from ._core import _check_cache_key
+from ._kv import TaskKeyValueStores
 
 # -- logger (SPEC §6.7, v2 §5.6) ---------------------------------------------------------------
 
@@ -359,7 +359,7 @@ class LibraryIO:
         ``get(key, store_key)``, ``set(key, store_key, value)``, ``delete``, ``has``."""
         execution = self._execution
         return TaskKeyValueStores(
-            self, execution.repo.store, job_id=slugify_job_id(self._job.id), run_id=execution.run_id
+            execution, execution.repo.store, job_id=slugify_job_id(self._job.id), run_id=execution.run_id
         )
 
     # -- determinism helpers (SPEC §4.7, §6.10) ---------------------------------------------

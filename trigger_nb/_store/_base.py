@@ -11,6 +11,13 @@ Guarantees every backend must give:
   other processes opening the same store; transactions may be nested (inner ones join).
 * A write that returned is durable against the writing process being killed.
 * Backend errors surface as :class:`~trigger_nb.StoreError` naming the location and a remedy.
+
+Notices between processes (the wake-up seam): a process that leaves work for another one (a
+``wake/`` marker, a queued run, a delayed event) writes a durable record *and* calls
+:meth:`Store.notify`. A backend that can push (PostgreSQL: ``LISTEN/NOTIFY``) sets
+:attr:`Store.pushes_notices` and delivers notices to :meth:`Store.subscribe` callbacks in every
+process; the others (diskcache, memory) do nothing on ``notify`` and their users poll the durable
+records instead. The records stay the truth either way: a notice only says "look now".
 """
 
 from __future__ import annotations
@@ -27,6 +34,10 @@ class Store(abc.ABC):
 
     #: Human-readable location (a directory path, a URL) used in messages.
     location: str
+
+    #: True when :meth:`subscribe` delivers other processes' :meth:`notify` calls (so nobody
+    #: needs to poll the store for them); False when callers must poll.
+    pushes_notices: bool = False
 
     @abc.abstractmethod
     def get(self, key: str) -> Any | None:
@@ -82,6 +93,18 @@ class Store(abc.ABC):
             for key in keys:
                 self.delete(key)
         return len(keys)
+
+    def notify(self, topic: str) -> None:  # noqa: B027 - optional hook
+        """Tell every process watching this store that ``topic`` has news (``"wake"``,
+        ``"start"``, ``"event"``). Inside a transaction it is sent when the transaction
+        commits, never if it rolls back. Backends that do not push do nothing."""
+
+    def subscribe(self, callback: Callable[[str | None], None]) -> Callable[[], None]:
+        """Call ``callback(topic)`` from a background thread for every notice sent by any
+        process, and ``callback(None)`` after every (re)connection — notices may have been
+        missed, so re-check everything. Returns a function that unsubscribes. Only for
+        backends with :attr:`pushes_notices`."""
+        raise NotImplementedError(f"{type(self).__name__} does not push notices: poll the store")
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (file handles, connections)."""

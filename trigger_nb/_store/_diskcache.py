@@ -105,6 +105,11 @@ class _ChunkReader:
         return data
 
 
+def database_exists(directory: str | os.PathLike[str]) -> bool:
+    """Does ``directory`` hold a diskcache database (a store some process created)?"""
+    return os.path.isfile(os.path.join(os.fspath(directory), diskcache.core.DBNAME))
+
+
 class DiskcacheStore(Store):
     """A :class:`Store` in a directory, safe to share between threads and processes."""
 

@@ -73,7 +73,9 @@ def new_holder_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
-def _holder_dead(holder: str) -> bool:
+def holder_dead(holder: str) -> bool:
+    """Whether ``holder`` (a :func:`new_holder_id`) is a process of this host that is gone; a
+    holder on another host is never known to be dead."""
     host, _, rest = holder.partition(":")
     pid_text = rest.partition(":")[0]
     if host != socket.gethostname() or not pid_text.isdigit():
@@ -293,7 +295,10 @@ class Repository:
 
     # -- wake-up markers (cross-process resumption) ---------------------------------------
     def mark_wake(self, run_id: str, at: float) -> None:
+        """Durably ask whichever process runs the run's job to resume it (and tell the
+        processes watching a store that pushes notices to look now)."""
         self.store.put(f"wake/{run_id}", {"at": at})
+        self.store.notify("wake")
 
     def clear_wake(self, run_id: str) -> None:
         self.store.delete(f"wake/{run_id}")
@@ -310,7 +315,7 @@ class Repository:
         now = time.time()
         lease = run.get("lease")
         if lease and lease["holder"] != self.holder and lease["expires_at"] > now:
-            if not _holder_dead(lease["holder"]):
+            if not holder_dead(lease["holder"]):
                 raise RunBusyError(
                     f"Run {run['id']} is being executed by another process ({lease['holder']}). "
                     "Wait for it to finish or suspend (use --wait / run.wait()), or stop that "

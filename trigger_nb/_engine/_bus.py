@@ -33,7 +33,7 @@ class Notice:
 Listener = Callable[[Notice], None]
 
 
-class EventBus:
+class NoticeBus:
     """Thread-safe publish/subscribe of :class:`Notice` objects.
 
     Listeners are called synchronously in the emitting thread; a listener that raises is

@@ -45,7 +45,7 @@ import unicodedata
 from collections.abc import Callable, Mapping
 from typing import Any, Final, NamedTuple, TypedDict
 
-from ._exceptions import EventFilterError
+from .._exceptions import EventFilterError
 
 __all__ = [
     "HttpResponse",

@@ -13,7 +13,7 @@ Every request attempt is stored as a child log entry (``ctx.record_attempt``). S
 entries and error messages hold the redacted form, and error messages and attempt entries are
 also scrubbed of any secret an exception or a server might have echoed.
 
-Pure validation and v2's rules live in ``trigger_nb._http``.
+Pure validation and v2's rules live in ``trigger_nb._io._fetch_retry``.
 """
 
 from __future__ import annotations
@@ -27,35 +27,37 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .._engine import TaskSpec, TaskStatus
+from .._events._filters import HttpResponse, response_filter_matches, validate_response_filter
 from .._exceptions import ConfigError
-from .._filters import HttpResponse, response_filter_matches, validate_response_filter
-from .._http import (
-    FETCH_TIMEOUT_MS,
-    POLL_INTERVAL_RANGE,
-    POLL_REQUEST_TIMEOUT_MS,
-    POLL_TIMEOUT_RANGE,
-    FetchError,
-    RequestPlan,
-    RetryStrategy,
-    TimeoutPlan,
-    display_retry,
-    normalize_fetch_retry,
-    normalize_timeout,
-    parse_body,
-    prepare_request,
-    select_strategy,
-    task_name,
-)
 from .._redact import scrub
 from .._serde import jsonable_for_display
 from ..retry import calculate_retry_at
 from ._core import _check_cache_key
+from ._fetch_request import (
+    FETCH_TIMEOUT_MS,
+    POLL_INTERVAL_RANGE,
+    POLL_REQUEST_TIMEOUT_MS,
+    POLL_TIMEOUT_RANGE,
+    RequestPlan,
+    TimeoutPlan,
+    normalize_timeout,
+    parse_body,
+    prepare_request,
+    task_name,
+)
+from ._fetch_retry import (
+    FetchError,
+    RetryStrategy,
+    display_retry,
+    normalize_fetch_retry,
+    select_strategy,
+)
 
 if TYPE_CHECKING:
     import httpx
 
     from .._engine import Execution
-    from .._engine._runner import OperationContext
+    from .._engine._operations import OperationContext
 
 #: Poll attempt entries keep at most this much of a response body (characters of its JSON or
 #: text); the task's output always gets the whole body.
@@ -283,7 +285,7 @@ async def _send(
 def _still_waiting(ctx: OperationContext) -> bool:
     """Is the task still waiting for this operation? (Not canceled, not resolved elsewhere.)"""
     task = ctx.task
-    stored = ctx.runner.repo.load_task(task["run_id"], task["idempotency_key"])
+    stored = ctx.repo.load_task(task["run_id"], task["idempotency_key"])
     return bool(
         stored and stored["status"] == TaskStatus.WAITING and stored.get("operation_pending")
     )
@@ -298,7 +300,7 @@ def _record(
 
 def _set_attempts(ctx: OperationContext, attempts: int) -> None:
     """Show the number of requests on the waiting task (the log's attempts column)."""
-    ctx.runner.repo.update_task(
+    ctx.repo.update_task(
         ctx.task,
         lambda stored: (
             stored["status"] == TaskStatus.WAITING and bool(stored.get("operation_pending"))
@@ -391,7 +393,7 @@ def _existing_attempts(ctx: OperationContext) -> int:
     """How many attempt entries the task already has (the operation restarted)."""
     task = ctx.task
     return sum(
-        1 for t in ctx.runner.repo.load_tasks(task["run_id"]) if t.get("parent_id") == task["id"]
+        1 for t in ctx.repo.load_tasks(task["run_id"]) if t.get("parent_id") == task["id"]
     )
 
 

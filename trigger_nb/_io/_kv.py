@@ -33,13 +33,13 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ._engine import TaskSpec
-from ._exceptions import ConfigError, PayloadError
-from ._keys import slugify_job_id
-from ._serde import json_tree
+from .._engine import Execution, TaskSpec
+from .._exceptions import ConfigError, PayloadError
+from .._keys import slugify_job_id
+from .._serde import json_tree
 
 if TYPE_CHECKING:
-    from ._store import Store
+    from .._store import Store
 
 KV_PREFIX = "kv/"
 NAMESPACES = ("env", "job", "run")
@@ -172,14 +172,14 @@ class TaskKeyValueStore:
     Each method takes the task's ``cache_key`` first, then the store key.
     """
 
-    def __init__(self, io: Any, records: KeyValueRecords) -> None:
-        self._io = io
+    def __init__(self, execution: Execution, records: KeyValueRecords) -> None:
+        self._execution = execution
         self._records = records
 
     async def _task(
         self, method: str, cache_key: Any, store_key: Any, fn: Callable[[], Any], **params: Any
     ) -> Any:
-        from ._io._core import _check_cache_key  # lazy: _io imports this module
+        from ._core import _check_cache_key  # lazy: _io imports this module
 
         _check_cache_key(cache_key)
         if not isinstance(store_key, str) or not store_key:
@@ -203,7 +203,7 @@ class TaskKeyValueStore:
             style={"style": "minimal"},
             kind="kv",
         )
-        return await self._io._execution.run_task(spec)
+        return await self._execution.run_task(spec)
 
     async def get(self, cache_key: Any, store_key: str) -> Any:
         """The value of ``store_key`` (``None`` if missing), read once and pinned."""
@@ -238,10 +238,10 @@ class TaskKeyValueStore:
 class TaskKeyValueStores:
     """``io.store``: ``.env``, ``.job`` (this run's job) and ``.run`` (this run)."""
 
-    def __init__(self, io: Any, store: Store, *, job_id: str, run_id: str) -> None:
-        self.env = TaskKeyValueStore(io, KeyValueRecords(store, "env"))
-        self.job = TaskKeyValueStore(io, KeyValueRecords(store, "job", job_id))
-        self.run = TaskKeyValueStore(io, KeyValueRecords(store, "run", run_id))
+    def __init__(self, execution: Execution, store: Store, *, job_id: str, run_id: str) -> None:
+        self.env = TaskKeyValueStore(execution, KeyValueRecords(store, "env"))
+        self.job = TaskKeyValueStore(execution, KeyValueRecords(store, "job", job_id))
+        self.run = TaskKeyValueStore(execution, KeyValueRecords(store, "run", run_id))
 
 
 __all__ = [

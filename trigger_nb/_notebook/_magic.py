@@ -8,35 +8,59 @@ one line through IPython's ``_render_traceback_`` hook.
 from __future__ import annotations
 
 import math
-import textwrap
 from typing import Any
 
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
+from IPython.utils.text import DollarFormatter
 
+from .._client import TriggerClient, default_client, set_default_client
+from .._engine import JobDefinition, RunStatus
+from .._exceptions import ConfigError, PayloadError, RunTimeoutError
+from .._keys import canonical_json, new_run_id, slugify_job_id
 from ._args import CELL_FLAGS, parse_json_or_python, parse_line, parse_number
-from ._client import TriggerClient, default_client, set_default_client
-from ._engine import JobDefinition
-from ._exceptions import ConfigError, PayloadError, RunTimeoutError
-from ._keys import canonical_json, new_run_id, slugify_job_id
+
+RUN_FAILED = (RunStatus.FAILURE, RunStatus.TIMED_OUT)
 
 CELL_USAGE = (
     "%%job JOB_ID [--payload TEXT] [--run RUN_ID | --new] [--name NAME] [--version X.Y.Z] "
     "[--wait] [--timeout SECONDS] [--out VAR] [--quiet] [--pickle] "
     '[--on EVENT [--filter JSON] [--source S]] [--every SECONDS | --cron "EXPR"]'
 )
-LINE_USAGE = textwrap.dedent(
-    """\
-    %job list [--job ID] [--status S]      table of runs
-    %job show RUN_ID                       a run's log
-    %job retry RUN_ID                      execute a failed run again
-    %job cancel RUN_ID                     cancel a run
-    %job resume RUN_ID                     resume a waiting run now
-    %job forget RUN_ID | --job ID | --all  delete stored runs
-    %job server [--start]                  receiver address, state and events token
-    %job send NAME [--payload TEXT] [--id ID] [--deliver-after S]   send an event
-    %job events [--name N]                 stored events: delivery, cancelation, runs started
-    %job config [--dir PATH] [--public-url URL]"""
+#: %job command -> (its usage, what it does). The order is the order of `%job --help`.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "list": ("%job list [--job ID] [--status S]", "table of runs, newest first"),
+    "show": ("%job show RUN_ID", "a run's task log"),
+    "retry": ("%job retry RUN_ID", "execute a failed run again (failed tasks run again)"),
+    "cancel": ("%job cancel RUN_ID", "cancel a run"),
+    "resume": ("%job resume RUN_ID", "resume a waiting run now (waits and retry delays end)"),
+    "forget": ("%job forget RUN_ID | --job ID | --all", "delete stored runs"),
+    "server": ("%job server [--start] [--show-token]", "receiver address and state (token masked)"),
+    "send": ("%job send NAME [--payload TEXT] [--id ID] [--deliver-after S]", "send an event"),
+    "events": ("%job events [--name N]", "stored events: delivery, cancelation, runs started"),
+    "config": ("%job config [--dir PATH | --store URL] [--public-url URL]", "show or change the store and URLs"),
+}
+LINE_USAGE = "\n".join(f"{usage:<64} {what}" for usage, what in COMMANDS.values()) + (
+    "\n\nArguments expand {var} and $var from the notebook (e.g. %job show {run.id})."
+    "\n%%job JOB_ID ... runs a job cell: `%%job --help`."
 )
+CELL_HELP = f"""Usage: {CELL_USAGE}
+
+The cell is the body of `async def run(payload, io, ctx)`: every `await io.*` call is a task
+whose result is stored and replayed when the cell runs again.
+  --payload TEXT      JSON, or a Python expression evaluated in the notebook (default {{}})
+  --run RUN_ID        continue this run; --new starts a fresh one (default: one run per payload)
+  --name, --version   the job's display name and version (X.Y.Z)
+  --wait              block until the run finishes; --timeout SECONDS bounds that
+  --out VAR           bind the Run handle to VAR (also when the cell fails)
+  --quiet             one summary line instead of the task log
+  --pickle            store task outputs that are not JSON with pickle (trusted stores only)
+  --on EVENT          run on each matching event (--filter JSON, --source S)
+  --every SECONDS, --cron "EXPR"   run on a schedule while the kernel lives (cron in UTC)
+A failed run raises RunFailedError after its log is shown; a waiting run resumes by itself."""
+
+
+def _asks_for_help(line: str) -> bool:
+    return any(word in ("--help", "-h") for word in line.split())
 
 
 @magics_class
@@ -52,6 +76,9 @@ class JobMagics(Magics):
 
     # -- %%job ------------------------------------------------------------------------------
     def _cell(self, line: str, cell: str) -> Any:
+        if _asks_for_help(line.split("--payload")[0]):  # `--help` inside a payload is data
+            print(CELL_HELP)
+            return None
         parsed = parse_line(line, CELL_FLAGS, usage=CELL_USAGE)
         if len(parsed.positional) < 1:
             raise ConfigError(f"%%job needs a job id. Usage: {CELL_USAGE}")
@@ -94,7 +121,7 @@ class JobMagics(Magics):
         # --wait also waits for another process that holds the run (SPEC §10).
         busy_timeout = (timeout if timeout is not None else math.inf) if wait else None
         run = client.invoke_sync(job_id, payload, run_id=run_id, busy_timeout=busy_timeout)
-        run._quiet = bool(opts.get("quiet"))
+        run.quiet = bool(opts.get("quiet"))
         if opts.get("out"):
             name = opts["out"]
             if not name.isidentifier():
@@ -106,10 +133,17 @@ class JobMagics(Magics):
             except RunTimeoutError:
                 run._ipython_display_()
                 raise
+        record = run.record
+        if record["status"] in RUN_FAILED:
+            # SPEC §2: a failed run fails its cell (Run All stops, nbconvert reports it), after
+            # the log has been shown, as the cell's value would have been.
+            run._ipython_display_()
+            run.raise_for_status(record)
         return run
 
     def _define_triggered(self, client: TriggerClient, job: JobDefinition, opts: dict[str, Any]) -> Any:
-        from ._triggers import cron_trigger, event_trigger, interval_trigger
+        from .._events._triggers import cron_trigger, event_trigger, interval_trigger
+        from ._trigger_view import TriggerView
 
         if opts.get("on"):
             event_filter = None
@@ -123,7 +157,7 @@ class JobMagics(Magics):
 
             job.trigger = cron_trigger(cron=parse_cron(opts["cron"]))
         client.add_job(job)
-        return client.trigger_view(job.id)
+        return TriggerView(client, job.id)
 
     def _user_ns(self) -> dict[str, Any]:
         return self.shell.user_ns if self.shell is not None else {}
@@ -141,24 +175,40 @@ class JobMagics(Magics):
 
     # -- %job -------------------------------------------------------------------------------
     def _line(self, line: str) -> Any:
+        # SPEC §2: line commands expand {var} and $var like other line magics (the decorator
+        # turned IPython's expansion off for the %%job header, whose JSON must stay verbatim).
+        line = self._expand(line)
         words = line.split(None, 1)
-        if not words:
+        if not words or words[0] in ("--help", "-h", "help"):
             print(LINE_USAGE)
             return None
         command, rest = words[0], (words[1] if len(words) > 1 else "")
-        handler = getattr(self, f"_cmd_{command.replace('-', '_')}", None)
-        if handler is None:
+        if command not in COMMANDS:
             raise ConfigError(f"Unknown %job command {command!r}.\n{LINE_USAGE}")
-        return handler(rest)
+        if _asks_for_help(rest):
+            usage, what = COMMANDS[command]
+            print(f"Usage: {usage}\n  {what}")
+            return None
+        return getattr(self, f"_cmd_{command}")(rest)
+
+    def _expand(self, line: str) -> str:
+        """``{var}`` / ``$var`` from the notebook namespace; the line unchanged if it fails."""
+        if self.shell is None:
+            return line
+        try:
+            return str(DollarFormatter().vformat(line, args=[], kwargs=self.shell.user_ns))
+        except Exception:  # as IPython does: text that is not a valid template stays as it is
+            return line
 
     def _one_run_id(self, rest: str, command: str) -> str:
-        parsed = parse_line(rest, {}, usage=f"%job {command} RUN_ID")
+        usage = COMMANDS[command][0]
+        parsed = parse_line(rest, {}, usage=usage)
         if len(parsed.positional) != 1:
-            raise ConfigError(f"Usage: %job {command} RUN_ID")
+            raise ConfigError(f"Usage: {usage}")
         return parsed.positional[0]
 
     def _cmd_list(self, rest: str) -> None:
-        parsed = parse_line(rest, {"job": "word", "status": "word"}, usage="%job list [--job ID] [--status S]")
+        parsed = parse_line(rest, {"job": "word", "status": "word"}, usage=COMMANDS["list"][0])
         runs = default_client().runs(job_id=parsed.options.get("job"), status=parsed.options.get("status"))
         from ._display import runs_table
 
@@ -170,23 +220,23 @@ class JobMagics(Magics):
     def _cmd_retry(self, rest: str) -> Any:
         client = default_client()
         run = client.get_run(self._one_run_id(rest, "retry"))
-        client._host.run_sync(client.retry(run.id))
+        client.call_sync(client.retry(run.id))
         return run
 
     def _cmd_resume(self, rest: str) -> Any:
         client = default_client()
         run = client.get_run(self._one_run_id(rest, "resume"))
-        client._host.run_sync(client.resume(run.id))
+        client.call_sync(client.resume(run.id))
         return run
 
     def _cmd_cancel(self, rest: str) -> None:
         client = default_client()
         run = client.get_run(self._one_run_id(rest, "cancel"))
-        client._host.run_sync(client.cancel(run.id))
+        client.call_sync(client.cancel(run.id))
         print(f"Run {run.id}: {run.status}")
 
     def _cmd_forget(self, rest: str) -> None:
-        usage = "%job forget RUN_ID | --job ID | --all"
+        usage = COMMANDS["forget"][0]
         parsed = parse_line(rest, {"job": "word", "all": "bool"}, usage=usage)
         chosen = [bool(parsed.positional), "job" in parsed.options, "all" in parsed.options]
         if sum(chosen) != 1 or len(parsed.positional) > 1:
@@ -202,13 +252,11 @@ class JobMagics(Magics):
         print(f"Deleted {len(run_ids)} run(s) ({total} records): {', '.join(run_ids) or 'nothing to delete'}")
 
     def _cmd_server(self, rest: str) -> None:
-        parsed = parse_line(rest, {"start": "bool"}, usage="%job server [--start]")
+        parsed = parse_line(rest, {"start": "bool", "show-token": "bool"}, usage=COMMANDS["server"][0])
         client = default_client()
-        from ._backend import events_token
+        from .._receiver._backend import events_token
 
-        if parsed.options.get("start"):
-            client.receiver  # noqa: B018 - starts it
-        receiver = client._receiver
+        receiver = client.receiver if parsed.options.get("start") or client.receiver_started else None
         if receiver is None or not receiver.running:
             print(
                 "receiver: not started (it starts when a run first needs a callback URL; "
@@ -216,11 +264,16 @@ class JobMagics(Magics):
             )
         else:
             print(f"receiver: running at {receiver.base_url} (bound to {receiver.host}:{receiver.port})")
-        print(f"events: POST {{receiver}}/events with 'Authorization: Bearer {events_token(client.storage)}'")
-        print(f"store: {client.config.dir}")
+        # The token is masked by default: this output is saved with the notebook (SPEC §2).
+        if parsed.options.get("show_token"):
+            token = events_token(client.storage)
+        else:
+            token = "******** (`%job server --show-token` shows it)"
+        print(f"events: POST {{receiver}}/events with 'Authorization: Bearer {token}'")
+        print(f"store: {client.config.location}")
 
     def _cmd_send(self, rest: str) -> None:
-        usage = "%job send NAME [--payload TEXT] [--id ID] [--deliver-after S]"
+        usage = COMMANDS["send"][0]
         parsed = parse_line(rest, {"payload": "raw", "id": "word", "deliver-after": "word"}, usage=usage)
         if len(parsed.positional) != 1:
             raise ConfigError(f"Usage: {usage}")
@@ -234,26 +287,33 @@ class JobMagics(Magics):
         deliver_after = None
         if opts.get("deliver_after"):
             deliver_after = parse_number(opts["deliver_after"], what="--deliver-after", minimum=0)
-        from ._eventlog import sent_summary
+        from ._event_views import sent_summary
 
         print(sent_summary(default_client().send_event_sync(event, deliver_after=deliver_after)))
 
     def _cmd_events(self, rest: str) -> None:
-        parsed = parse_line(rest, {"name": "word"}, usage="%job events [--name N]")
+        usage = COMMANDS["events"][0]
+        parsed = parse_line(rest, {"name": "word"}, usage=usage)
         if parsed.positional:
-            raise ConfigError("Usage: %job events [--name N]")
-        from ._eventlog import events_table
+            raise ConfigError(f"Usage: {usage}")
+        from ._event_views import events_table
 
         print(events_table(default_client().event_log.list_events(name=parsed.options.get("name"))))
 
     def _cmd_config(self, rest: str) -> None:
-        parsed = parse_line(
-            rest, {"dir": "word", "public-url": "word"}, usage="%job config [--dir PATH] [--public-url URL]"
-        )
+        usage = COMMANDS["config"][0]
+        parsed = parse_line(rest, {"dir": "word", "store": "word", "public-url": "word"}, usage=usage)
         old = default_client()
         if parsed.options:
+            opts = parsed.options
+            if opts.get("dir") and opts.get("store"):
+                raise ConfigError(f"Give --dir or --store, not both. Usage: {usage}")
+            if opts.get("dir") or opts.get("store"):  # a new place for the records
+                where = {"dir": opts.get("dir"), "store": opts.get("store")}
+            else:  # keep the old place
+                where = {"dir": old.config.dir, "store": old.config.store}
             new = TriggerClient(
-                dir=parsed.options.get("dir") or old.config.dir,
+                **where,
                 host=old.config.host,
                 port=old.config.port,
                 public_url=parsed.options.get("public_url") or old.config.public_url,
@@ -264,7 +324,7 @@ class JobMagics(Magics):
             old.close()
             set_default_client(new)
         config = default_client().config
-        print(f"dir: {config.dir}\nhost: {config.host}\nport: {config.port}\npublic_url: {config.public_url}")
+        print(f"store: {config.location}\nhost: {config.host}\nport: {config.port}\npublic_url: {config.public_url}")
 
 
 def register(ipython: Any) -> None:

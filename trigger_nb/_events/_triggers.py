@@ -23,25 +23,19 @@ Deliberate deviations from v2 (SPEC §12):
 from __future__ import annotations
 
 import datetime as _dt
-import html
 import math
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ._exceptions import ConfigError
+from .._exceptions import ConfigError
 from ._filters import event_filter_matches, validate_event_filter
-
-if TYPE_CHECKING:
-    from ._client import TriggerClient
 
 __all__ = [
     "CronTrigger",
     "EventTrigger",
     "IntervalTrigger",
     "InvokeTrigger",
-    "TriggerView",
     "apply_schema",
     "cron_trigger",
     "event_matches",
@@ -340,139 +334,3 @@ def _compact(value: Any) -> str:
 
     text = json.dumps(value, separators=(",", ":"), default=str)
     return text if len(text) <= 80 else text[:77] + "..."
-
-
-# -- what a `%%job --on/--every/--cron` cell shows ------------------------------------------
-
-
-class TriggerView:
-    """The definition of a triggered job and, live, the runs it started (SPEC §2).
-
-    Text (``_repr_pretty_``), static HTML (``_repr_html_``) and a live notebook display
-    (``_ipython_display_``) that re-renders when one of the job's runs changes, until the job
-    is defined again.
-    """
-
-    MAX_RUNS = 10
-    INTERVAL = 0.3
-
-    def __init__(self, client: TriggerClient, job_id: str) -> None:
-        self._client = client
-        self.job_id = job_id
-        self._definition = client.jobs.get(job_id)
-        if self._definition is None:
-            raise ConfigError(f"No job {job_id!r} is defined.")
-        self._lock = threading.Lock()
-        self._pending = False
-        self._known: set[str] = set()
-
-    @property
-    def trigger(self) -> Any:
-        return self._definition.trigger if self._definition is not None else None
-
-    def runs(self) -> list[Any]:
-        """The job's stored runs (``Run`` handles), newest first."""
-        return self._client.runs(job_id=self.job_id)
-
-    def _lines(self) -> tuple[str, str, list[Any]]:
-        job = self._definition
-        assert job is not None
-        trigger = job.trigger
-        header = f"Job {job.id} ({job.name} {job.version}) · {trigger.describe() if trigger else 'on invoke'}"
-        if isinstance(trigger, EventTrigger):
-            note = (
-                "Registered: each matching event starts a run (`%job send NAME` or POST /events)."
-            )
-        else:
-            due = self._client.scheduler.next_due(job.id)
-            when = (
-                _dt.datetime.fromtimestamp(due, _dt.timezone.utc).isoformat(timespec="seconds")
-                if due is not None
-                else "not scheduled"
-            )
-            note = f"Scheduled while the kernel lives; next run: {when}."
-        if self._client.jobs.get(job.id) is not job:
-            note = "Replaced by a newer definition of this job."
-        return header, note, self.runs()
-
-    def text(self) -> str:
-        from ._display import summary_line
-
-        header, note, runs = self._lines()
-        lines = [header, note, f"Runs started: {len(runs)}"]
-        lines += [f"  {summary_line(run.record)}" for run in runs[: self.MAX_RUNS]]
-        if len(runs) > self.MAX_RUNS:
-            lines.append(
-                f"  ... and {len(runs) - self.MAX_RUNS} more (`%job list --job {self.job_id}`)"
-            )
-        return "\n".join(lines)
-
-    def html(self) -> str:
-        from ._display import summary_line
-
-        header, note, runs = self._lines()
-        rows = "".join(
-            f"<li><code>{html.escape(summary_line(run.record))}</code></li>"
-            for run in runs[: self.MAX_RUNS]
-        )
-        more = (
-            f"<div>... and {len(runs) - self.MAX_RUNS} more</div>"
-            if len(runs) > self.MAX_RUNS
-            else ""
-        )
-        return (
-            f'<div class="trigger-nb-trigger"><b>{html.escape(header)}</b>'
-            f"<div>{html.escape(note)}</div><div>Runs started: {len(runs)}</div>"
-            f"<ul>{rows}</ul>{more}</div>"
-        )
-
-    def _bundle(self) -> dict[str, str]:
-        return {"text/plain": self.text(), "text/html": self.html()}
-
-    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
-        printer.text(self.text())
-
-    def _repr_html_(self) -> str:
-        return self.html()
-
-    def _ipython_display_(self) -> None:
-        from IPython import get_ipython
-        from IPython.display import display
-
-        handle = display(self._bundle(), raw=True, display_id=True)
-        # Live only in a kernel: a terminal shell would print every update again.
-        if handle is None or getattr(get_ipython(), "kernel", None) is None:
-            return
-        self._handle = handle
-        self._known = {run.id for run in self.runs()}
-        self._unsubscribe = self._client.bus.subscribe(self._on_notice)
-
-    def _on_notice(self, notice: Any) -> None:
-        if notice.kind != "run":
-            return
-        if notice.run_id not in self._known:
-            record = self._client.repo.load_run(notice.run_id)
-            if record is None or record.get("job_id") != self.job_id:
-                return
-            self._known.add(notice.run_id)
-        with self._lock:
-            if self._pending:
-                return
-            self._pending = True
-        timer = threading.Timer(self.INTERVAL, self._flush)
-        timer.daemon = True
-        timer.start()
-
-    def _flush(self) -> None:
-        with self._lock:
-            self._pending = False
-        try:
-            self._handle.update(self._bundle(), raw=True)
-            replaced = self._client.jobs.get(self.job_id) is not self._definition
-        except Exception:  # the store is closed (kernel shutting down): stop updating
-            replaced = True
-        if replaced:
-            self._unsubscribe()
-
-    def __repr__(self) -> str:
-        return f"<TriggerView job={self.job_id} {self.trigger.describe() if self.trigger else ''}>"

@@ -43,18 +43,22 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, cast
 
-from ._engine import JobDefinition, TaskStatus, new_run_record
-from ._exceptions import ConfigError, PayloadError
-from ._keys import canonical_json
-from ._run import iso
+from .._engine import JobDefinition, TaskStatus, new_run_record
+from .._exceptions import ConfigError, PayloadError
+from .._keys import canonical_json
+from .._serde import epoch_seconds, iso
 from ._triggers import EventTrigger, event_matches
 
 if TYPE_CHECKING:
-    from ._client import TriggerClient
+    from .._store import Repository
+
+#: ``resolve_task(run_id, idempotency_key, *, output, pending_flag, resolved_by, check)``: how a
+#: delivered event completes a waiting task (``Runner.resolve_task``); returns the outcome.
+ResolveTask = Callable[..., str]
 
 log = logging.getLogger("trigger_nb")
 
@@ -167,10 +171,8 @@ def normalize_event(event: Any, *, now: float, default_id: str | None = None) ->
 def delivery_time(deliver_at: Any, deliver_after: Any, now: float) -> float:
     """When to deliver: ``deliver_at`` (datetime or epoch) wins over ``deliver_after``
     (seconds from now, v2 §5.9); neither means now. Raises :class:`ConfigError`."""
-    from ._io._core import _epoch
-
     if deliver_at is not None:
-        at = _epoch(deliver_at, "deliver_at")
+        at = epoch_seconds(deliver_at, "deliver_at")
         assert at is not None
         return at
     if deliver_after is not None:
@@ -223,15 +225,32 @@ def event_state(record: Mapping[str, Any]) -> str:
 
 
 class EventLog:
-    """Events of one client's store. Thread-safe: every multi-record change is one store
-    transaction, and runs are started on the client's home loop through its scheduler."""
+    """Events of one store. Thread-safe: every multi-record change is one store transaction.
 
-    def __init__(self, client: TriggerClient) -> None:
-        self._client = client
+    Collaborators, handed over by the composition root: ``repo`` (the store's records),
+    ``jobs`` (the jobs defined in this process, a live mapping), ``resolve_task`` (completes a
+    waiting task: :data:`ResolveTask`), and three thread-safe timer hooks of the scheduler —
+    ``arm_event(event_id, due)`` (deliver later), ``disarm_event(event_id)`` (a canceled
+    delivery) and ``start_queued()`` (runs were queued: start those of defined jobs).
+    """
 
-    @property
-    def _store(self) -> Any:
-        return self._client.storage
+    def __init__(
+        self,
+        repo: Repository,
+        jobs: Mapping[str, JobDefinition],
+        *,
+        resolve_task: ResolveTask,
+        arm_event: Callable[[str, float], None],
+        disarm_event: Callable[[str], None],
+        start_queued: Callable[[], None],
+    ) -> None:
+        self._repo = repo
+        self._store = repo.store
+        self._jobs = jobs
+        self._resolve_task = resolve_task
+        self._arm_event = arm_event
+        self._disarm_event = disarm_event
+        self._start_queued = start_queued
 
     # -- sending, reading, canceling ------------------------------------------------------
     def send(
@@ -281,12 +300,14 @@ class EventLog:
                 return public_event(record)
             store.put(key, record)
             store.put(PENDING_PREFIX + fields["id"], {"deliver_at": due})
+            if due > now:
+                store.notify("event")  # every process arms a timer; the first to fire delivers
         if due <= now:
             delivered = self.deliver(fields["id"])
             if delivered is not None:
                 record = delivered
         else:
-            self._client.scheduler.arm_event(fields["id"], due)
+            self._arm_event(fields["id"], due)
         return public_event(record)
 
     def get(self, event_id: str) -> dict[str, Any] | None:
@@ -298,7 +319,7 @@ class EventLog:
         view = public_event(record)
         runs = []
         for run_id in view["runs"]:
-            run = self._client.repo.load_run(run_id)
+            run = self._repo.load_run(run_id)
             if run is not None:
                 runs.append(
                     {
@@ -325,7 +346,7 @@ class EventLog:
                 record["cancelled_at"] = record["updated_at"] = time.time()
                 store.put(key, record)
                 store.delete(PENDING_PREFIX + str(event_id))
-        self._client.scheduler.disarm_event(str(event_id))
+        self._disarm_event(str(event_id))
         return public_event(record)
 
     def list_events(self, name: str | None = None) -> list[dict[str, Any]]:
@@ -369,8 +390,8 @@ class EventLog:
                 if not event_matches(rule, record):
                     continue
                 run_id = trigger_run_id(job_id, "event", event_id)
-                if self._client.repo.load_run(run_id) is None:
-                    self._client.repo.save_run(
+                if self._repo.load_run(run_id) is None:
+                    self._repo.save_run(
                         new_run_record(run_id, job, record["payload"], event=view)
                     )
                     queue_run(store, run_id, job_id)
@@ -387,7 +408,7 @@ class EventLog:
                 store.put(key, stored)
                 record = stored
         if queued:
-            self._client.scheduler.start_queued()
+            self._start_queued()
         return record
 
     def _event_rules(self) -> dict[str, tuple[JobDefinition, dict[str, Any]]]:
@@ -397,7 +418,7 @@ class EventLog:
         for _, entry in self._store.scan(TRIGGER_PREFIX):
             meta = job_meta(entry["job_id"], entry.get("name"), entry.get("version"))
             rules[entry["job_id"]] = (meta, entry["rule"])
-        for job in list(self._client.jobs.values()):
+        for job in list(self._jobs.values()):
             if isinstance(job.trigger, EventTrigger):
                 rules[job.id] = (job, job.trigger.rule())
         return rules
@@ -485,7 +506,7 @@ class EventLog:
             return None
 
         try:
-            return self._client.runner.resolve_task(
+            return self._resolve_task(
                 waiter["run_id"],
                 waiter["idempotency_key"],
                 output=event_view(record),
@@ -515,6 +536,8 @@ def queue_run(store: Any, run_id: str, job_id: str, *, claimed_by: str | None = 
             "claimed_at": time.time() if claimed_by else None,
         },
     )
+    if claimed_by is None:  # claimed: its own process starts it
+        store.notify("start")
 
 
 def claim_queued_runs(store: Any, holder: str, job_ids: set[str]) -> list[tuple[str, str]]:
@@ -550,44 +573,3 @@ def claim_queued_runs(store: Any, holder: str, job_ids: set[str]) -> list[tuple[
 
 def release_queued_run(store: Any, run_id: str) -> None:
     store.delete(START_PREFIX + run_id)
-
-
-# -- text views (``%job send``, ``%job events``) ---------------------------------------------------
-
-
-def sent_summary(event: Mapping[str, Any]) -> str:
-    """One line about an event just sent (a :func:`public_event`)."""
-    state = (
-        "canceled"
-        if event.get("cancelled_at")
-        else "delivered"
-        if event.get("delivered_at")
-        else (f"to be delivered at {event.get('deliver_at')}")
-    )
-    runs = event.get("runs") or []
-    started = f"; started {len(runs)} run(s): {', '.join(runs)}" if runs else "; no job matched"
-    resumed = event.get("resumed") or []
-    woke = f"; resumed {len(resumed)} waiting run(s)" if resumed else ""
-    return f"Event {event['id']} ({event['name']}, source {event.get('source')}): {state}" + (
-        started + woke if event.get("delivered_at") else ""
-    )
-
-
-def events_table(records: list[dict[str, Any]]) -> str:
-    """A text table of stored events, newest first (``%job events``)."""
-    if not records:
-        return "No events."
-    header = f"{'event id':<32} {'name':<24} {'source':<14} {'state':<10} {'sent':<19} runs"
-    lines = [header, "-" * len(header)]
-    for record in records:
-        sent = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.get("created_at", 0)))
-        state = event_state(record)
-        if state == "pending":
-            state = f"due {max(0.0, record['deliver_at'] - time.time()):.0f}s"
-        runs = ", ".join(record.get("runs") or []) or "-"
-        if record.get("resumed"):
-            runs += f" (+{len(record['resumed'])} resumed)"
-        lines.append(
-            f"{record['id']:<32} {record['name']:<24} {record.get('source', ''):<14} {state:<10} {sent:<19} {runs}"
-        )
-    return "\n".join(lines)

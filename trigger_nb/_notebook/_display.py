@@ -14,21 +14,46 @@ import html
 import json
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Collection
+from typing import Any, Protocol
 
-from ._engine import RUN_FINISHED
+from .._engine import RUN_FINISHED
 
-if TYPE_CHECKING:
-    from ._run import Run
 
-#: outcome in an execution → (symbol, word shown)
+class Run(Protocol):
+    """What the live display needs of a run handle (``trigger_nb.Run`` has it). A protocol, not
+    an import: ``Run`` draws itself with this module, so this module must not import it."""
+
+    id: str
+
+    @property
+    def record(self) -> dict[str, Any]: ...
+    @property
+    def finished(self) -> bool: ...
+    def records(self) -> tuple[dict[str, Any], list[dict[str, Any]], dict[int, list[Any]]]: ...
+    def subscribe(self, listener: Callable[[Any], None]) -> Callable[[], None]: ...
+
+#: outcome in an execution → (symbol, word shown). Symbols are ones that common monospace
+#: fonts draw (DejaVu Sans Mono, Menlo, Consolas's fallback Segoe UI Symbol): ⏸ and ⟳ render
+#: as empty boxes in JupyterLab with default fonts. The word is always shown beside the symbol.
 OUTCOME_MARKS = {
     "ran": ("✓", "ran"),
     "replayed": ("↺", "replayed"),
     "failed": ("✗", "failed"),
-    "retry": ("⟳", "retrying"),
-    "waiting": ("⏸", "waiting"),
+    "retry": ("↻", "retrying"),
+    "waiting": ("○", "waiting"),
 }
+#: colour of each outcome's mark (HTML)
+OUTCOME_COLOURS = {
+    "ran": "#1a7f37",
+    "replayed": "#8250df",
+    "failed": "#cf222e",
+    "retry": "#9a6700",
+    "waiting": "#9a6700",
+}
+#: Longest task key / name shown in full; longer ones end in "…" (the HTML's title has it all).
+KEY_WIDTH = 28
+NAME_WIDTH = 20
 STATUS_COLOURS = {
     "SUCCESS": "#1a7f37",
     "COMPLETED": "#1a7f37",
@@ -180,33 +205,102 @@ def status_text(status: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-def render_text(run: dict[str, Any], tasks: list[dict[str, Any]], journals: Journals | None = None) -> str:
-    """The task log as plain text: header, one section per execution, output or error."""
+def _fit(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters, ending in "…" when cut."""
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _row_detail(task: dict[str, Any], outcome: str, latest: bool, limit: int) -> str:
+    """What a row says after its columns: the error, why it waits, or the output."""
+    if outcome in ("failed", "retry") and task.get("error"):
+        err = task["error"]
+        return f"{err.get('name')}: {_short(err.get('message'), limit)}"
+    if outcome == "waiting":
+        return _waiting_detail(task, latest)
+    if outcome in ("ran", "replayed") and _shows_output(task):
+        return f"→ {_short(_output_of(task), limit)}"
+    return ""
+
+
+def _waiting_detail(task: dict[str, Any], latest: bool) -> str:
+    """Why a task waits. Countdowns only while it still waits in the latest execution: an
+    earlier execution's row shows what happened then (the run suspended), not today's clock."""
+    if not (latest and task.get("status") == "WAITING"):
+        return "the run suspended here"
+    if task.get("callback_pending"):
+        return f"callback: {task.get('callback_url')}"
+    due = task.get("retry_at") or task.get("delay_until")
+    if due:
+        verb = "next attempt" if task.get("retry_at") else "resumes"
+        return f"{verb} in {max(0.0, due - time.time()):.1f} s"
+    return ""
+
+
+def _attempt_text(task: dict[str, Any], outcome: str, attempts: int) -> str:
+    shows = not task.get("noop") and (attempts > 1 or outcome not in ("replayed", "ran"))
+    return f"attempt {attempts}" if shows else ""
+
+
+def _sections(
+    run: dict[str, Any], tasks: list[dict[str, Any]], journals: Journals, executions: Collection[int] | None
+) -> list[tuple[dict[str, Any], list[tuple[dict[str, Any], str, int]]]]:
+    sections = _execution_rows(run, tasks, journals)
+    if executions is not None:
+        sections = [(entry, rows) for entry, rows in sections if entry["n"] in executions]
+    return sections
+
+
+def execution_heading(entry: dict[str, Any], rows: list[tuple[dict[str, Any], str, int]]) -> str:
+    """``execution N · STATUS · R ran, P replayed · duration``."""
+    counts = {k: sum(1 for _, o, _ in rows if o == k) for k in ("ran", "replayed")}
+    return (
+        f"execution {entry['n']} · {entry['status']} · {counts['ran']} ran, "
+        f"{counts['replayed']} replayed · {_ms(entry['ended_at'] - entry['started_at'])}"
+    )
+
+
+def render_text(
+    run: dict[str, Any],
+    tasks: list[dict[str, Any]],
+    journals: Journals | None = None,
+    *,
+    executions: Collection[int] | None = None,
+) -> str:
+    """The task log as plain text: header, one section per execution, output or error.
+
+    Each row: outcome (symbol and word), the task's key indented under its parent, its name,
+    the attempt when it matters, then the output, the error or why it waits. Columns line up
+    whatever the nesting; keys and names longer than :data:`KEY_WIDTH`/:data:`NAME_WIDTH` end
+    in "…". ``executions``: only these execution numbers (default all recorded).
+    """
     journals = journals or {}
     depths = _depths(tasks)
+    latest = run.get("executions", 0)
     lines = [summary_line(run), *(f"Status: {status_text(st)}" for st in current_statuses(tasks))]
-    for entry, rows in _execution_rows(run, tasks, journals):
-        counts = {k: sum(1 for _, o, _ in rows if o == k) for k in ("ran", "replayed")}
-        lines.append(
-            f"── execution {entry['n']} · {entry['status']} · {counts['ran']} ran, "
-            f"{counts['replayed']} replayed · {_ms(entry['ended_at'] - entry['started_at'])}"
+    sections = _sections(run, tasks, journals, executions)
+    cells = [
+        (
+            _fit("  " * depths.get(task["id"], 0) + str(task["display_key"]), KEY_WIDTH),
+            _fit(str(task["name"]), NAME_WIDTH),
         )
+        for _, rows in sections
+        for task, _, _ in rows
+    ]
+    key_width = max((len(key) for key, _ in cells), default=0)
+    name_width = max((len(name) for _, name in cells), default=0)
+    attempt_width = max(
+        (len(_attempt_text(task, o, a)) + 2 for _, rows in sections for task, o, a in rows), default=2
+    )
+    for entry, rows in sections:
+        lines.append(f"── {execution_heading(entry, rows)}")
         for task, outcome, attempts in rows:
             symbol, word = OUTCOME_MARKS.get(outcome, ("·", outcome))
-            indent = "  " * (depths.get(task["id"], 0) + 1)
-            detail = ""
-            if outcome in ("failed", "retry") and task.get("error"):
-                err = task["error"]
-                detail = f"  {err.get('name')}: {_short(err.get('message'), 60)}"
-            elif outcome == "waiting":
-                detail = _waiting_detail(task)
-            elif outcome in ("ran", "replayed") and _shows_output(task):
-                detail = f"  → {_short(_output_of(task), 50)}"
-            shows_attempt = not task.get("noop") and (attempts > 1 or outcome not in ("replayed", "ran"))
-            attempt_text = f"attempt {attempts}" if shows_attempt else ""
+            key = _fit("  " * depths.get(task["id"], 0) + str(task["display_key"]), KEY_WIDTH)
+            name = _fit(str(task["name"]), NAME_WIDTH)
+            detail = _row_detail(task, outcome, entry["n"] == latest, 60)
             lines.append(
-                f"{indent}{symbol} {task['display_key']:<24} {task['name']:<14} {word:<9}"
-                f" {attempt_text:<10}{detail}".rstrip()
+                f"  {symbol} {word:<8}  {key:<{key_width}}  {name:<{name_width}}"
+                f"{_attempt_text(task, outcome, attempts):>{attempt_width}}  {detail}".rstrip()
             )
     if run["status"] == "SUCCESS":
         lines.append(f"Output: {_run_output_text(run)}")
@@ -220,70 +314,83 @@ def render_text(run: dict[str, Any], tasks: list[dict[str, Any]], journals: Jour
     return "\n".join(lines)
 
 
-def _waiting_detail(task: dict[str, Any]) -> str:
-    now = time.time()
-    due = task.get("retry_at") or task.get("delay_until")
-    if task.get("callback_pending"):
-        return f"  callback: {task.get('callback_url')}"
-    if due:
-        return f"  due in {max(0.0, due - now):.1f} s"
-    return ""
+# Inline styles only: notebook frontends strip <style> elements from outputs or scope them, and
+# JupyterLab's own table rules (cells right-aligned, `table-layout: fixed`, centred tables)
+# would otherwise hide the nesting. Every cell states its alignment.
+_TABLE_STYLE = (
+    "border-collapse:collapse;table-layout:auto;margin:4px 0;width:auto;"
+    "font-family:var(--jp-code-font-family, monospace);font-size:12px"
+)
+_CELL = "text-align:left;vertical-align:top;padding:1px 10px 1px 0;border:none;white-space:nowrap"
+_CLIPPED = "overflow:hidden;text-overflow:ellipsis;max-width:{width}ch"
+_WRAPPED = "text-align:left;vertical-align:top;padding:1px 0;border:none;white-space:normal;overflow-wrap:anywhere;min-width:20ch;max-width:60ch"
 
 
-def render_html(run: dict[str, Any], tasks: list[dict[str, Any]], journals: Journals | None = None) -> str:
-    """A static HTML table of the log (for nbconvert and frontends without widgets)."""
+def render_html(
+    run: dict[str, Any],
+    tasks: list[dict[str, Any]],
+    journals: Journals | None = None,
+    *,
+    executions: Collection[int] | None = None,
+) -> str:
+    """A static HTML table of the log (nbconvert, GitHub, frontends without widgets).
+
+    Left-aligned cells; a child task's key is indented under its parent; long keys and names
+    are cut with an ellipsis (the full text in the cell's ``title``); the detail column wraps.
+    """
     journals = journals or {}
     esc = html.escape
     depths = _depths(tasks)
+    latest = run.get("executions", 0)
     colour = STATUS_COLOURS.get(run["status"], "#333")
     out = [
-        '<div class="trigger-nb-log" style="font-family: var(--jp-code-font-family, monospace);'
-        ' font-size: 12px">',
-        f'<div><b>{esc(summary_line(run))}</b> <span class="trigger-nb-status" '
-        f'style="color:{colour};font-weight:bold">{esc(run["status"])}</span></div>',
+        '<div class="trigger-nb-log" style="font-family:var(--jp-code-font-family, monospace);'
+        'font-size:12px;text-align:left">',
+        f'<div><span class="trigger-nb-status" style="color:{colour};font-weight:bold">'
+        f'{esc(run["status"])}</span> <b>{esc(summary_line(run))}</b></div>',
         *(f'<div class="trigger-nb-run-status">Status: {esc(status_text(st))}</div>' for st in current_statuses(tasks)),
-        '<table style="border-collapse:collapse">',
-        "<tr><th align=left>task</th><th align=left>name</th><th align=left>status</th>"
-        "<th align=left>outcome</th><th align=left>attempts</th><th align=left>detail</th></tr>",
+        f'<table class="trigger-nb-tasks" style="{_TABLE_STYLE}">',
     ]
-    for entry, rows in _execution_rows(run, tasks, journals):
+    for entry, rows in _sections(run, tasks, journals, executions):
         out.append(
-            f'<tr><td colspan=6 style="border-top:1px solid #ccc"><i>execution {entry["n"]} · '
-            f'{esc(entry["status"])}</i></td></tr>'
+            f'<tr><td colspan="5" style="{_CELL};padding-top:6px;color:#57606a;font-style:italic">'
+            f"── {esc(execution_heading(entry, rows))}</td></tr>"
         )
         for task, outcome, attempts in rows:
             symbol, word = OUTCOME_MARKS.get(outcome, ("·", outcome))
-            pad = "&nbsp;" * 4 * depths.get(task["id"], 0)
-            detail = ""
-            if task.get("error") and outcome in ("failed", "retry"):
-                detail = f"{task['error'].get('name')}: {task['error'].get('message')}"
-            elif _shows_output(task):
-                detail = _short(_output_of(task), 120)
-            tcol = STATUS_COLOURS.get(task["status"], "#333")
+            depth = depths.get(task["id"], 0)
+            key, name = str(task["display_key"]), str(task["name"])
+            detail = _row_detail(task, outcome, entry["n"] == latest, 200)
             out.append(
-                f"<tr><td>{pad}{esc(symbol)} {esc(str(task['display_key']))}</td>"
-                f"<td>{esc(str(task['name']))}</td><td style=\"color:{tcol}\">{esc(task['status'])}</td>"
-                f"<td>{esc(word)}</td><td>{attempts}</td><td>{esc(detail)}</td></tr>"
+                f'<tr class="trigger-nb-task" data-depth="{depth}">'
+                f'<td style="{_CELL};color:{OUTCOME_COLOURS.get(outcome, "#333")}">{esc(symbol)} {esc(word)}</td>'
+                f'<td style="{_CELL};{_CLIPPED.format(width=KEY_WIDTH + 2 * depth)};padding-left:{2 * depth}ch"'
+                f' title="{esc(key)}">{esc(key)}</td>'
+                f'<td style="{_CELL};{_CLIPPED.format(width=NAME_WIDTH)}" title="{esc(name)}">{esc(name)}</td>'
+                f'<td style="{_CELL}">{esc(_attempt_text(task, outcome, attempts))}</td>'
+                f'<td style="{_WRAPPED}">{esc(detail)}</td></tr>'
             )
     out.append("</table>")
     error = run.get("error")
     if error and run["status"] == "FAILURE":
         out.append(
-            f'<pre style="color:#cf222e">{esc(str(error.get("name")))}: {esc(str(error.get("message")))}\n'
+            f'<pre style="color:#cf222e;text-align:left;white-space:pre-wrap">'
+            f'{esc(str(error.get("name")))}: {esc(str(error.get("message")))}\n'
             f'{esc(str(error.get("stack") or ""))}</pre>'
         )
     elif run["status"] == "SUCCESS":
-        out.append(f"<div>Output: <code>{esc(_run_output_text(run))}</code></div>")
+        out.append(
+            '<div style="white-space:normal;overflow-wrap:anywhere">'
+            f"Output: <code>{esc(_run_output_text(run))}</code></div>"
+        )
     out.append("</div>")
     return "".join(out)
 
 
 def _bundle(run: Run, quiet: bool) -> dict[str, str]:
-    record = run.record
     if quiet:
-        return {"text/plain": summary_line(record)}
-    tasks = run._client.repo.load_tasks(run.id)
-    journals = run._client.repo.load_journals(run.id)
+        return {"text/plain": summary_line(run.record)}
+    record, tasks, journals = run.records()
     return {
         "text/plain": render_text(record, tasks, journals),
         "text/html": render_html(record, tasks, journals),
@@ -306,7 +413,7 @@ class _LiveView:
         self._last = 0.0
         self._interval = self.MIN_INTERVAL
         self._pending = False
-        self.unsubscribe = run._client.bus.subscribe(self.on_notice, run_id=run.id)
+        self.unsubscribe = run.subscribe(self.on_notice)
 
     def on_notice(self, notice: Any) -> None:
         final = notice.kind == "run" and notice.data.get("status") in RUN_FINISHED

@@ -179,6 +179,72 @@ class CellResult:
     outputs: list[dict[str, Any]] = field(default_factory=list)
     text: str = ""
     error: dict[str, Any] | None = None
+    status: str = ""
+    """The execute_reply's status: ``ok``, ``error``, or ``aborted`` (a queued cell skipped
+    because an earlier one failed)."""
+
+    def add(self, msg_type: str, content: Mapping[str, Any]) -> None:
+        """Collect one iopub message of this cell's request."""
+        if msg_type == "stream" and content["name"] == "stdout":
+            self.stdout += content["text"]
+        elif msg_type == "stream":
+            self.stderr += content["text"]
+        elif msg_type in ("display_data", "execute_result", "update_display_data"):
+            self.outputs.append({"output_type": msg_type, **content})
+        if msg_type != "error":
+            self.text += _output_text(msg_type, content)
+
+    def finish(self, reply: Mapping[str, Any]) -> None:
+        """Record the execute_reply's content."""
+        self.status = reply["status"]
+        if reply["status"] == "error":
+            self.error = {k: reply[k] for k in ("ename", "evalue", "traceback")}
+
+
+@dataclass
+class QueuedRun:
+    """What :meth:`KernelSession.run_queued` received: one :class:`CellResult` per request (in
+    the order sent), the order in which execute_replies arrived, and iopub text whose parent is
+    none of the requests (asyncio noise printed from a callback, for example)."""
+
+    results: dict[str, CellResult]
+    order: list[str]
+    replies: list[str] = field(default_factory=list)
+    stray: str = ""
+
+    @property
+    def cells(self) -> list[CellResult]:
+        return [self.results[msg_id] for msg_id in self.order]
+
+    @property
+    def reply_order(self) -> list[int]:
+        """Indexes (into the cells sent) of the execute_replies, in arrival order."""
+        return [self.order.index(msg_id) for msg_id in self.replies]
+
+    def on_reply(self, msg: dict[str, Any]) -> None:
+        msg_id = msg["parent_header"].get("msg_id")
+        if msg_id in self.results and msg["msg_type"] == "execute_reply":
+            self.replies.append(msg_id)
+            self.results[msg_id].finish(msg["content"])
+
+    def on_iopub(self, msg: dict[str, Any], idle: set[str]) -> None:
+        msg_id = msg["parent_header"].get("msg_id")
+        msg_type, content = msg["msg_type"], msg["content"]
+        if msg_id not in self.results:
+            if msg_type != "status":
+                self.stray += _output_text(msg_type, content) or str(content)
+        elif msg_type == "status" and content["execution_state"] == "idle":
+            idle.add(msg_id)
+        else:
+            self.results[msg_id].add(msg_type, content)
+
+    def complete(self, idle: set[str]) -> bool:
+        return all(
+            r.status == "aborted" or (r.status and msg_id in idle) for msg_id, r in self.results.items()
+        )
+
+    def summary(self) -> str:
+        return ", ".join(f"{i}:{r.status or 'no reply'}" for i, r in enumerate(self.cells))
 
 
 class KernelSession:
@@ -243,18 +309,44 @@ class KernelSession:
             msg_type, content = msg["msg_type"], msg["content"]
             if msg_type == "status" and content["execution_state"] == "idle":
                 break
-            if msg_type == "stream" and content["name"] == "stdout":
-                result.stdout += content["text"]
-            elif msg_type == "stream":
-                result.stderr += content["text"]
-            elif msg_type in ("display_data", "execute_result", "update_display_data"):
-                result.outputs.append({"output_type": msg_type, **content})
-            if msg_type != "error":
-                result.text += _output_text(msg_type, content)
-        reply = self._next_reply(self._kc.shell_channel, msg_id, deadline)["content"]
-        if reply["status"] == "error":
-            result.error = {k: reply[k] for k in ("ename", "evalue", "traceback")}
+            result.add(msg_type, content)
+        result.finish(self._next_reply(self._kc.shell_channel, msg_id, deadline)["content"])
         return result
+
+    def run_queued(self, codes: Iterable[str], timeout: float = 60) -> QueuedRun:
+        """Send every cell of ``codes`` before reading any reply, as JupyterLab's *Run All*
+        does (``stop_on_error``: cells queued behind a failing one are ``aborted``).
+
+        Returns when every request has its execute_reply and, unless aborted, its ``idle``.
+        Raises ``TimeoutError`` after ``timeout`` seconds, with what was received so far.
+        """
+        if self._kc is None:
+            raise RuntimeError("the session is closed")
+        kc = self._kc
+        deadline = monotonic() + timeout
+        msg_ids = [kc.execute(code, allow_stdin=False, stop_on_error=True) for code in codes]
+        queued = QueuedRun(results={msg_id: CellResult() for msg_id in msg_ids}, order=msg_ids)
+        idle: set[str] = set()
+        while not queued.complete(idle):
+            if monotonic() > deadline:
+                raise TimeoutError(f"queued cells did not all finish in time: {queued.summary()}")
+            self._drain(kc.shell_channel, queued.on_reply)
+            self._drain(kc.iopub_channel, lambda msg: queued.on_iopub(msg, idle))
+            if self._process is None or self._process.poll() is not None:
+                raise DeadKernelError("the kernel process exited")
+        return queued
+
+    @staticmethod
+    def _drain(channel: Any, handle: Callable[[dict[str, Any]], None]) -> None:
+        """Hand every message waiting on ``channel`` to ``handle`` (waits at most 0.05 s)."""
+        timeout = 0.05
+        while True:
+            try:
+                msg = channel.get_msg(timeout=timeout)
+            except Empty:
+                return
+            handle(msg)
+            timeout = 0
 
     def _next_reply(self, channel: Any, msg_id: str, deadline: float) -> dict[str, Any]:
         """The next message on ``channel`` whose parent is ``msg_id``, polled in slices."""

@@ -13,7 +13,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._exceptions import ConfigError
+from .._exceptions import ConfigError
 
 #: flag -> kind: "bool" takes no value, "raw" keeps its text verbatim, "word" is one token.
 FlagKinds = dict[str, str]
@@ -142,7 +142,7 @@ def parse_cron(text: str) -> str:
 
 def parse_json_or_python(text: str, namespace: dict[str, Any], *, what: str) -> Any:
     """``text`` as JSON; failing that, a Python expression in ``namespace`` (SPEC §2)."""
-    from ._exceptions import PayloadError
+    from .._exceptions import PayloadError
 
     for candidate in dict.fromkeys((text, _unquote(text))):
         try:

@@ -33,10 +33,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
-from ._engine import JobDefinition, RunStatus, new_run_record
-from ._engine._states import advance_run
+from .._engine import JobDefinition, Runner, RunStatus, new_run_record
+from .._engine._bus import Notice, NoticeBus
+from .._engine._states import advance_run
+from .._exceptions import PayloadError, RunBusyError
+from .._keys import canonical_json
+from .._loop import LoopHost
+from .._serde import error_record, iso
+from .._store import Repository, holder_dead
 from ._eventlog import (
     EventLog,
     claim_queued_runs,
@@ -45,16 +52,7 @@ from ._eventlog import (
     release_queued_run,
     trigger_run_id,
 )
-from ._events import Notice
-from ._exceptions import PayloadError, RunBusyError
-from ._keys import canonical_json
-from ._run import iso
-from ._serde import error_record
-from ._store._repository import _holder_dead
 from ._triggers import CronTrigger, EventTrigger, IntervalTrigger, apply_schema
-
-if TYPE_CHECKING:
-    from ._client import TriggerClient
 
 log = logging.getLogger("trigger_nb")
 
@@ -70,13 +68,30 @@ class Scheduler:
     """Delayed events, schedules and queued runs of one client (see the module docstring).
 
     ``arm_event``, ``disarm_event``, ``start_queued``, ``job_defined`` and ``close`` are
-    thread-safe; everything else runs on the home loop.
+    thread-safe; everything else runs on the home loop. Collaborators, handed over by the
+    composition root: ``repo`` (records, and this process's holder id), ``jobs`` (the jobs
+    defined here, a live mapping), ``host`` (the home loop), ``runner`` (executes runs),
+    ``bus`` (run notices) and ``event_log`` (what is pending, delivery).
     """
 
     WATCH_INTERVAL = 0.5
 
-    def __init__(self, client: TriggerClient, event_log: EventLog) -> None:
-        self._client = client
+    def __init__(
+        self,
+        repo: Repository,
+        jobs: Mapping[str, JobDefinition],
+        *,
+        host: LoopHost,
+        runner: Runner,
+        bus: NoticeBus,
+        event_log: EventLog,
+    ) -> None:
+        self._repo = repo
+        self._store = repo.store
+        self._jobs = jobs
+        self._host = host
+        self._runner = runner
+        self._bus = bus
         self._events = event_log
         self._started = False
         self._closed = False
@@ -88,36 +103,36 @@ class Scheduler:
     def arm_event(self, event_id: str, due: float) -> None:
         """Deliver ``event_id`` at ``due`` (epoch seconds)."""
         if not self._closed:
-            self._client._host.call_soon(self._arm_event, event_id, due)
+            self._host.call_soon(self._arm_event, event_id, due)
 
     def disarm_event(self, event_id: str) -> None:
         if not self._closed and event_id in self._event_timers:
-            self._client._host.call_soon(self._disarm_event, event_id)
+            self._host.call_soon(self._disarm_event, event_id)
 
     def start_queued(self) -> None:
         """Start (soon, on the home loop) the queued runs of the jobs defined here."""
         if not self._closed:
-            self._client._host.call_soon(self._start_queued)
+            self._host.call_soon(self._start_queued)
 
     def job_defined(self, job: JobDefinition) -> None:
         """A job was defined or re-defined: store its event rule, replace its schedule."""
         self._events.job_defined(job)
         trigger = _scheduled(job)
         if trigger is None:
-            store = self._client.storage
+            store = self._store
             if store.get(SCHEDULE_PREFIX + job.id) is not None:
                 store.delete(SCHEDULE_PREFIX + job.id)
             if job.id in self._schedule_timers and not self._closed:
-                self._client._host.call_soon(self._disarm_schedule, job.id)
+                self._host.call_soon(self._disarm_schedule, job.id)
         elif not self._closed:
             due = self._store_schedule(job, trigger)
-            self._client._host.call_soon(self._arm_schedule, job.id, due)
+            self._host.call_soon(self._arm_schedule, job.id, due)
         if self._started:  # runs queued for this job (by an event, a missed tick) start now
             self.start_queued()
 
     def next_due(self, job_id: str) -> float | None:
         """When the job's schedule runs next (epoch seconds), if it has one."""
-        record = self._client.storage.get(SCHEDULE_PREFIX + job_id)
+        record = self._store.get(SCHEDULE_PREFIX + job_id)
         return None if record is None else record.get("next_due")
 
     def close(self) -> None:
@@ -125,27 +140,24 @@ class Scheduler:
         if self._closed:
             return
         self._closed = True
-        host = self._client._host
+        host = self._host
         if host.started and not host.in_home_thread():
-            from ._client import _call
-
             try:
-                host.run_sync(_call(self._cancel_all), timeout=5)
+                host.call_sync(self._cancel_all, timeout=5)
             except Exception:
                 self._cancel_all()
         else:
             self._cancel_all()
-        storage = self._client._storage
-        if storage is not None:
-            holder = self._client.repo.holder
-            try:
-                with storage.transaction():
-                    for key, record in storage.scan(SCHEDULE_PREFIX):
-                        if record.get("holder") == holder:
-                            record["holder"] = None  # a clean stop: the next client may catch up
-                            storage.put(key, record)
-            except Exception:
-                log.exception("trigger_nb: releasing schedules failed")
+        storage = self._store
+        holder = self._repo.holder
+        try:
+            with storage.transaction():
+                for key, record in storage.scan(SCHEDULE_PREFIX):
+                    if record.get("holder") == holder:
+                        record["holder"] = None  # a clean stop: the next client may catch up
+                        storage.put(key, record)
+        except Exception:
+            log.exception("trigger_nb: releasing schedules failed")
 
     # -- on the home loop -------------------------------------------------------------------
     def start(self) -> None:
@@ -154,20 +166,25 @@ class Scheduler:
             return
         self._started = True
         self._catch_up_orphans()
-        for job in list(self._client.jobs.values()):
+        for job in list(self._jobs.values()):
             trigger = _scheduled(job)
             if trigger is not None:
                 self._arm_schedule(job.id, self._store_schedule(job, trigger))
         self.poll()
-        self._watcher = self._client.runner.spawn(self._watch())
+        if not self._store.pushes_notices:  # else the client calls poll on the store's notices
+            self._watcher = self._runner.spawn(self._watch())
 
     def poll(self) -> None:
-        """Deliver due events (arming timers for those due soon); start queued runs."""
+        """Deliver due events (arming timers for those due before the next poll: all of them
+        when the store pushes notices, as no periodic poll follows); start queued runs."""
+        if self._closed or not self._started:
+            return
         now = time.time()
+        horizon = float("inf") if self._store.pushes_notices else 2 * self.WATCH_INTERVAL
         for event_id, due in self._events.pending():
             if due <= now:
                 self._deliver(event_id)
-            elif due - now < 2 * self.WATCH_INTERVAL and event_id not in self._event_timers:
+            elif due - now < horizon and event_id not in self._event_timers:
                 self._arm_event(event_id, due)
         self._start_queued()
 
@@ -217,37 +234,37 @@ class Scheduler:
     def _start_queued(self) -> None:
         if self._closed:
             return
-        jobs = set(self._client.jobs)
+        jobs = set(self._jobs)
         if not jobs:
             return
-        runner = self._client.runner
+        runner = self._runner
         for run_id, job_id in claim_queued_runs(
-            self._client.storage, self._client.repo.holder, jobs
+            self._store, self._repo.holder, jobs
         ):
             runner.spawn(self._start_run(run_id, job_id))
 
     async def _start_run(self, run_id: str, job_id: str) -> None:
         try:
-            job = self._client.jobs.get(job_id)
+            job = self._jobs.get(job_id)
             trigger = job.trigger if job is not None else None
             if isinstance(trigger, EventTrigger) and trigger.schema is not None:
                 if not self._parse_payload(run_id, job_id, trigger):
                     return
-            await self._client.runner.execute(run_id)
+            await self._runner.execute(run_id)
         except RunBusyError:
             pass  # another process executes it
         except Exception:
             log.exception("trigger_nb: starting run %s failed", run_id)
         finally:
             try:
-                release_queued_run(self._client.storage, run_id)
+                release_queued_run(self._store, run_id)
             except Exception:  # the store closed under us (client.close())
                 pass
 
     def _parse_payload(self, run_id: str, job_id: str, trigger: EventTrigger) -> bool:
         """v2 §6.1: an event trigger's schema parses the payload before the run starts; when
         it does not fit, the run fails (v2: INVALID_PAYLOAD) without running the body."""
-        repo = self._client.repo
+        repo = self._repo
         run = repo.load_run(run_id)
         if run is None or run["status"] != RunStatus.QUEUED:
             return True
@@ -265,7 +282,7 @@ class Scheduler:
             run["error"] = error_record(error)
             run["completed_at"] = run["updated_at"] = time.time()
             repo.save_run(run)
-            self._client.bus.emit(Notice("run", run_id, data={"status": run["status"]}))
+            self._bus.emit(Notice("run", run_id, data={"status": run["status"]}))
             return False
         try:
             canonical_json(parsed)
@@ -281,7 +298,7 @@ class Scheduler:
         spec keeps its rhythm (and a tick missed while no kernel ran is due at once); a new
         spec starts one interval (or the next cron match) from now."""
         now = time.time()
-        store = self._client.storage
+        store = self._store
         key = SCHEDULE_PREFIX + job.id
         with store.transaction():
             record = store.get(key)
@@ -296,7 +313,7 @@ class Scheduler:
                     "next_due": trigger.first_due(now),
                     "last_timestamp": record.get("last_timestamp") if record else None,
                 }
-            record.update(name=job.name, version=job.version, holder=self._client.repo.holder)
+            record.update(name=job.name, version=job.version, holder=self._repo.holder)
             store.put(key, record)
         return float(record["next_due"])
 
@@ -317,13 +334,13 @@ class Scheduler:
 
     def _tick(self, job_id: str, due: float) -> None:
         self._schedule_timers.pop(job_id, None)
-        job = self._client.jobs.get(job_id)
+        job = self._jobs.get(job_id)
         trigger = _scheduled(job)
         if self._closed or trigger is None or job is None:
             return
         now = time.time()
-        store = self._client.storage
-        repo = self._client.repo
+        store = self._store
+        repo = self._repo
         key = SCHEDULE_PREFIX + job_id
         run_id = None
         try:
@@ -351,16 +368,16 @@ class Scheduler:
             next_due = trigger.next_after(due, now)
         self._arm_schedule(job_id, next_due)
         if run_id is not None:
-            self._client.runner.spawn(self._start_run(run_id, job_id))
+            self._runner.spawn(self._start_run(run_id, job_id))
 
     def _catch_up_orphans(self) -> None:
         """Queue one run for each schedule that fell due while no process held it, for jobs
         not defined here yet (their next definition starts it and re-arms the schedule)."""
         now = time.time()
-        store = self._client.storage
-        repo = self._client.repo
+        store = self._store
+        repo = self._repo
         for key, record in store.scan(SCHEDULE_PREFIX):
-            if record.get("job_id") in self._client.jobs or not self._orphan_due(record, now):
+            if record.get("job_id") in self._jobs or not self._orphan_due(record, now):
                 continue
             with store.transaction():
                 record = store.get(key)
@@ -387,4 +404,4 @@ class Scheduler:
         if due is None or due > now:
             return False
         holder = record.get("holder")
-        return not holder or _holder_dead(holder)
+        return not holder or holder_dead(holder)
