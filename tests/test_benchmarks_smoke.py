@@ -73,7 +73,7 @@ def test_bench_callbacks_prints_its_ratios(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert "callback resume latency: median" in out and "(target median <= 50 ms" in out
-    assert "callbacks/s (target >= 500/s" in out and "12 x 200" in out
+    assert "callbacks/s (target >= 1000/s" in out and "12 x 200" in out
     assert "x the same receiver with a counting backend" in out
     assert "SUCCESS 12, failed 0, lost 0 (none lost)" in out, out
     assert "replay io.run_task: 30 in" in out

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from trigger_nb import RunFailedError, TriggerClient
-from trigger_nb._engine._execution import LARGE_OUTPUT
+from trigger_nb._engine._outputs import LARGE_OUTPUT
 from trigger_nb.testing import MemoryStore
 
 TRICKY = 'quote " backslash \\ newline \n é ü 漢 \U0001f600 lone \ud800 nul \x00 '

@@ -275,7 +275,7 @@ class Run:
 
 
 def _task_output(controls: RunControls, task: dict[str, Any]) -> Any:
-    from ._engine._execution import stored_output
+    from ._engine._outputs import stored_output
 
     return stored_output(controls, task)
 

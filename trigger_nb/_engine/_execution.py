@@ -23,8 +23,6 @@ import asyncio
 import contextvars
 import datetime as _dt
 import inspect
-import json
-import pickle
 import secrets
 import time
 from collections.abc import Callable, Iterator
@@ -33,18 +31,14 @@ from typing import Any
 
 from .._exceptions import CallbackTimeoutError, DuplicateTaskKeyError, TaskError, TaskOutputError
 from .._keys import display_key, idempotency_key, task_id_for
-from .._serde import (
-    DEFAULT_OUTPUT_LIMIT,
-    encode_large_string,
-    encode_output,
-    error_record,
-    jsonable_for_display,
-)
+from .._serde import DEFAULT_OUTPUT_LIMIT, error_record, jsonable_for_display
 from .._store import Repository
 from .._store._codec import loads_record
 from ..retry import calculate_retry_at
 from ._bus import Notice, NoticeBus
+from ._calls import TaskHandle, calling_convention
 from ._control import Canceled, ControlFlow, ExecutionClosing, Suspend
+from ._outputs import prepare_output, stored_output
 from ._states import TaskStatus, advance_task
 from ._threads import run_sync_callback
 
@@ -92,63 +86,6 @@ class TaskSpec:
     #: reaches the waiting task (idempotent: it may resolve at once, e.g. an event lookback).
     external: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-class TaskHandle:
-    """The ``task`` object handed to callbacks (SPEC §4.6; v2 ``ServerTask``).
-
-    ``output_properties`` is writable: set it to a list of ``{"label", "text"}`` to show them
-    in the log next to the output.
-    """
-
-    def __init__(self, record: dict[str, Any]) -> None:
-        self._record = record
-        self.output_properties: list[dict[str, Any]] | None = record.get("output_properties")
-
-    id = property(lambda self: self._record["id"])
-    idempotency_key = property(lambda self: self._record["idempotency_key"])
-    attempts = property(lambda self: self._record["attempts"])
-    callback_url = property(lambda self: self._record.get("callback_url"))
-    name = property(lambda self: self._record["name"])
-    status = property(lambda self: self._record["status"])
-    params = property(lambda self: self._record.get("params"))
-    parent_id = property(lambda self: self._record.get("parent_id"))
-    cache_key = property(lambda self: self._record.get("cache_key"))
-
-    @property
-    def started_at(self) -> _dt.datetime | None:
-        ts = self._record.get("started_at")
-        return None if ts is None else _dt.datetime.fromtimestamp(ts, _dt.timezone.utc)
-
-    def __repr__(self) -> str:
-        return f"<task {self.name!r} key={self._record['display_key']!r} attempt={self.attempts}>"
-
-
-_ARITY_CACHE: dict[Any, tuple[int, bool]] = {}
-
-
-def _calling_convention(fn: Callable[..., Any]) -> tuple[int, bool]:
-    """(how many of ``task, io`` to pass, is it a coroutine function), cached per code object."""
-    code = getattr(fn, "__code__", None) or type(fn)
-    cached = _ARITY_CACHE.get(code)
-    if cached is not None:
-        return cached
-    try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
-        arity = 2
-    else:
-        if any(p.kind is p.VAR_POSITIONAL for p in params):
-            arity = 2
-        else:
-            arity = min(
-                2, sum(1 for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
-            )
-    target = fn.__call__ if not inspect.isroutine(fn) and callable(fn) else fn  # type: ignore[operator]
-    result = (arity, inspect.iscoroutinefunction(target))
-    if len(_ARITY_CACHE) < 4096:
-        _ARITY_CACHE[code] = result
-    return result
 
 
 class Execution:
@@ -372,7 +309,7 @@ class Execution:
     async def _invoke(self, fn: Callable[..., Any] | None, handle: TaskHandle) -> Any:
         if fn is None:
             return None
-        arity, is_async = _calling_convention(fn)
+        arity, is_async = calling_convention(fn)
         args = (handle, self.io)[:arity]
         if is_async:
             return await fn(*args)
@@ -385,58 +322,25 @@ class Execution:
         return result
 
     def _complete(self, record: dict[str, Any], spec: TaskSpec, value: Any) -> Any:
-        serializer = spec.serializer or self.default_serializer
-        if type(value) is str and len(value) >= LARGE_OUTPUT:
-            return self._complete_large_string(record, spec, value)
         try:
-            encoded = encode_output(
-                value, serializer=serializer, limit=self.output_limit, cache_key=record["display_key"]
+            output = prepare_output(
+                value,
+                serializer=spec.serializer or self.default_serializer,
+                limit=self.output_limit,
+                cache_key=record["display_key"],
             )
         except TaskOutputError as exc:
             # Retrying cannot make an output serialisable: fail at once.
             return self._fail(record, exc)
-        blob: bytes | Iterator[bytes] | None = None
-        if encoded.encoding == "pickle":
-            blob = encoded.data if isinstance(encoded.data, bytes) else encoded.data.encode()
-            record["output_json"] = None
-        elif isinstance(encoded.data, str) and len(encoded.data) >= LARGE_OUTPUT:
-            # Streamed to a blob a chunk at a time, not embedded (and escaped again) in the
-            # record: storing costs the value plus its JSON text (SPEC §13).
-            blob = _ascii_chunks(encoded.data, OUTPUT_CHUNK)
-            record["output_json"] = None
-            record["output_in_blob"] = len(encoded.data)
-        else:
-            record["output_json"] = encoded.data
-        record["output_encoding"] = encoded.encoding
+        record.update(output.fields)
         advance_task(record, TaskStatus.COMPLETED)
         record["completed_at"] = self.clock()
         record["ran_in"] = self.number
         record["error"] = None
         record.pop("callback_pending", None)
-        self._save(record, blob=blob)
+        self._save(record, blob=output.blob)
         self.journal.append((record["id"], "ran", record["attempts"]))
-        value = encoded.value
-        return spec.parse_output(value) if spec.parse_output is not None else value
-
-    def _complete_large_string(self, record: dict[str, Any], spec: TaskSpec, value: str) -> Any:
-        """A large str output: its JSON is streamed to a blob a chunk at a time, never built
-        whole, and not embedded (escaped again) in the record (SPEC §13)."""
-        try:
-            size, chunks = encode_large_string(
-                value, limit=self.output_limit, cache_key=record["display_key"]
-            )
-        except TaskOutputError as exc:
-            return self._fail(record, exc)
-        record["output_json"] = None
-        record["output_encoding"] = "json"
-        record["output_in_blob"] = size
-        advance_task(record, TaskStatus.COMPLETED)
-        record["completed_at"] = self.clock()
-        record["ran_in"] = self.number
-        record["error"] = None
-        record.pop("callback_pending", None)
-        self._save(record, blob=chunks())
-        self.journal.append((record["id"], "ran", record["attempts"]))
+        value = output.value
         return spec.parse_output(value) if spec.parse_output is not None else value
 
     async def _on_error(
@@ -649,32 +553,6 @@ class Execution:
     def _stored_output(self, record: dict[str, Any], parse_output: Callable[[Any], Any] | None) -> Any:
         value = stored_output(self.repo, record)
         return parse_output(value) if parse_output is not None else value
-
-
-def stored_output(repo: Any, record: dict[str, Any]) -> Any:
-    """The output of a completed task record: inline JSON text, a large JSON output in its
-    blob, or a pickled output in its blob. ``repo``: anything with ``load_blob(record)`` (a
-    :class:`Repository`, a run's controls)."""
-    if record.get("output_encoding") == "pickle":
-        data = repo.load_blob(record)
-        return None if data is None else pickle.loads(data)
-    if record.get("output_in_blob"):
-        data = repo.load_blob(record)
-        return None if data is None else json.loads(data)
-    text = record.get("output_json")
-    return None if text is None else json.loads(text)
-
-
-#: Outputs whose JSON is at least this long (characters = bytes: the JSON text is ASCII), or
-#: str outputs this long, are stored in a blob, streamed in chunks of OUTPUT_CHUNK, instead
-#: of inside the task record.
-LARGE_OUTPUT = 1 << 20
-OUTPUT_CHUNK = 1 << 20
-
-
-def _ascii_chunks(text: str, size: int) -> Iterator[bytes]:
-    for start in range(0, len(text), size):
-        yield text[start : start + size].encode("ascii")
 
 
 def _to_epoch(when: Any) -> float:
