@@ -564,3 +564,24 @@ def test_a_burst_of_callbacks_from_another_thread_resumes_every_run_once(client:
     for k, run in enumerate(runs):
         assert run.result(timeout=30) == {"k": k}
     assert sorted(executions.values()) == [2] * 40  # the first execution and one resume each
+
+
+def test_an_orphan_whose_holder_cannot_be_seen_is_resumed_at_its_lease_expiry() -> None:
+    """SPEC §10: a run left EXECUTING by a holder on another machine (or in another container)
+    is taken when its lease expires, not before; one of a job not defined here is left alone."""
+    from trigger_nb._engine._orphans import OrphanFinder
+    from trigger_nb._store import Repository
+    from trigger_nb.testing import MemoryStore
+
+    repo = Repository(MemoryStore(), lease_ttl=60)
+    expires = time.time() + 0.3
+    for run_id, job_id in (("mine", "job"), ("theirs", "other-job")):
+        repo.save_run({"id": run_id, "job_id": job_id, "status": "EXECUTING",
+                       "lease": {"holder": "elsewhere:1:x:1:m", "expires_at": expires, "fence": 1}})
+        repo.mark_executing(run_id)
+    resumed: list[str] = []
+    finder = OrphanFinder(repo, {"job": object()}, busy=lambda run_id: False, resume=resumed.append)
+    assert finder.scan() == 0 and resumed == []  # the holder may be alive: its lease is fresh
+    time.sleep(max(0.0, expires - time.time()) + 0.05)
+    assert finder.scan() == 1 and resumed == ["mine"]
+    assert finder.scan() == 0  # not handed out again before a lease's time

@@ -522,3 +522,35 @@ def test_bad_arguments_fail_before_anything_is_stored(
     assert words in str(seen[0])
     assert run.tasks == []
     assert server.hits("/never-called") == 0
+
+
+# --- v2 edge cases (issue 9 item 10) --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "retried"),
+    [("false", False), ("0", False), ('""', False), ("null", False), ("{}", True), ("[]", True)],
+)
+def test_a_body_filter_skips_a_falsy_json_body_as_v2(client, server, body: str, retried: bool) -> None:
+    """v2 ``if (!body) continue``: false, 0, "" and null never pass a body filter; {} and []
+    are truthy in JavaScript."""
+    url = server.script("/falsy", Step(500, body), Step(200, {"ok": True}))
+    retry = {"5xx": {**FAST_BACKOFF, "body_filter": {}}}
+
+    async def fetch(io: Any) -> Any:
+        try:
+            return await io.background_fetch("get", url, retry=retry)
+        except Exception as exc:  # TaskError: no strategy applied
+            return type(exc).__name__
+
+    run = run_job(client, fetch)
+    assert run.result(timeout=RESULT_TIMEOUT) == ({"ok": True} if retried else "TaskError")
+    assert server.hits("/falsy") == (2 if retried else 1)
+
+
+def test_a_poll_can_match_a_json_string_body_but_not_text(client, server) -> None:
+    url = server.script("/string", Step(200, "ready"), Step(200, '"ready"'))
+    options = {"url": url, "interval": 0.1, "timeout": 10, "response_filter": {"body": {}}}
+    run = run_job(client, lambda io: io.background_poll("string", options))
+    assert run.result(timeout=RESULT_TIMEOUT) == "ready"
+    assert server.hits("/string") == 2

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 from _support import CLIENT_AT_SOURCE, client_at
 
-from trigger_nb import RunBusyError
+from trigger_nb import RunBusyError, TriggerClient
 
 # -- helpers -------------------------------------------------------------------------------
 
@@ -324,3 +324,166 @@ def test_job_cell_reports_a_busy_run_and_waits_for_it_with_wait(
         client_module.set_default_client(None)
         client.close()
     assert finish(holder).strip() == "SUCCESS"
+
+
+# -- fenced leases and orphans (SPEC §10, issue 9 items 2 and 3) ----------------------------------
+
+#: Tasks "a" then "b", each writing "<name> pid=PID" to LOG; between them the body writes
+#: "between" and sleeps PAUSE s (the test stops the process there). argv: STORE LOG RUN_ID
+#: PAUSE BUSY_TIMEOUT. Prints the run's status and output, or "busy: <message>".
+FENCED_SCRIPT = r"""
+import asyncio, json, os, sys
+from trigger_nb import RunBusyError, TriggerClient
+
+store, log, run_id, pause, busy_timeout = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]), sys.argv[5]
+
+def line(text):
+    with open(log, "a") as fh:
+        fh.write(text + "\n")
+
+def step(name):
+    def fn():
+        line(f"{name} pid={os.getpid()}")
+        return name
+    return fn
+
+with TriggerClient(dir=store) as client:
+    @client.define_job(id="fenced")
+    async def fenced(payload, io, ctx):
+        a = await io.run_task("a", step("a"))
+        line(f"between pid={os.getpid()}")
+        await asyncio.sleep(pause)
+        b = await io.run_task("b", step("b"))
+        return [a, b]
+
+    try:
+        run = client.invoke_sync("fenced", {}, run_id=run_id, busy_timeout=float(busy_timeout) if busy_timeout != "none" else None)
+        print(json.dumps({"status": run.status, "output": run.output}))
+    except RunBusyError as exc:
+        print("busy:", exc)
+"""
+
+
+def test_a_stopped_holder_taken_over_never_writes_again_and_its_task_runs_once(
+    tmp_path: Path, processes: list[subprocess.Popen[str]]
+) -> None:
+    store, log = tmp_path / "store", tmp_path / "steps.log"
+    env = {**os.environ, "TRIGGER_NB_LEASE_TTL": "2"}
+    holder = subprocess.Popen(
+        [sys.executable, "-c", FENCED_SCRIPT, str(store), str(log), "fenced-run", "1.0", "none"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    processes.append(holder)
+    wait_for(lambda: any(x.startswith("between") for x in read_lines(log)), timeout=20,
+             what="the holder's first task", process=holder)
+    os.kill(holder.pid, signal.SIGSTOP)  # during its pause: its lease renewals stop too
+    try:
+        taker = spawn(FENCED_SCRIPT, str(store), str(log), "fenced-run", "0", "30")
+        processes.append(taker)
+        taken = json.loads(finish(taker))
+    finally:
+        os.kill(holder.pid, signal.SIGCONT)
+    holder_said = finish(holder)
+
+    assert taken == {"status": "SUCCESS", "output": ["a", "b"]}
+    assert holder_said.startswith("busy:") and "lost the run's lease" in holder_said
+    lines = read_lines(log)
+    assert [x.split()[0] for x in lines if not x.startswith("between")] == ["a", "b"]  # once each
+    assert f"b pid={taker.pid}" in lines
+    with TriggerClient(dir=str(store)) as client:
+        run = client.get_run("fenced-run")
+        assert run.status == "SUCCESS" and run.output == ["a", "b"]  # the stale holder wrote nothing
+        assert [t["status"] for t in run.tasks] == ["COMPLETED", "COMPLETED"]
+
+
+#: A job started by an event (not by this process's invoke): its task writes "started RUN_ID
+#: PID" and then blocks while BLOCK exists. argv: STORE LOG BLOCK SEND. With SEND = "send" the
+#: script sends the event and waits; otherwise it only defines the job (a new client that has it)
+#: and prints the run's status once it is finished.
+ORPHAN_SCRIPT = CLIENT_AT_SOURCE + r"""
+import os, sys, time
+from trigger_nb import event_trigger
+
+store, log, block, send = sys.argv[1:5]
+
+def work(task):
+    with open(log, "a") as fh:
+        fh.write(f"started {task.idempotency_key} {os.getpid()}\n")
+    while os.path.exists(block):
+        time.sleep(0.02)
+    return os.getpid()
+
+with open_client(store) as client:
+    @client.define_job(id="on-ping", trigger=event_trigger("ping"))
+    async def on_ping(payload, io, ctx):
+        return await io.run_task("work", work)
+
+    if send == "send":
+        client.send_event_sync({"name": "ping", "id": "p1"})
+        time.sleep(120)
+    else:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            runs = client.runs(job_id="on-ping")
+            if runs and runs[0].status == "SUCCESS":
+                print(runs[0].status, runs[0].output)
+                break
+            time.sleep(0.05)
+"""
+
+
+@pytest.mark.both_stores
+def test_a_run_started_by_an_event_and_killed_mid_execution_is_resumed_by_the_next_client(
+    tmp_path: Path, store_location: str, processes: list[subprocess.Popen[str]]
+) -> None:
+    store, log, block = store_location, tmp_path / "orphan.log", tmp_path / "block"
+    block.touch()
+    first = spawn(ORPHAN_SCRIPT, str(store), str(log), str(block), "send")
+    processes.append(first)
+    wait_for(lambda: bool(read_lines(log)), timeout=30, what="the triggered run's task", process=first)
+    os.kill(first.pid, signal.SIGKILL)  # mid-execution: the run stays EXECUTING
+    first.wait(timeout=10)
+    with client_at(store) as client:
+        [run] = client.runs(job_id="on-ping")
+        assert run.status == "EXECUTING"
+    block.unlink()
+
+    started = time.monotonic()
+    second = spawn(ORPHAN_SCRIPT, str(store), str(log), str(block), "wait")
+    processes.append(second)
+    said = finish(second, timeout=90)
+    took = time.monotonic() - started
+    assert said.startswith("SUCCESS") and str(second.pid) in said
+    # The holder died on this host: its lease was free at once, far before its 60 s expiry.
+    assert took < 30, took
+    assert len(read_lines(log)) == 2  # the in-flight task ran again, once (at least once, v2)
+
+
+def test_a_loop_blocked_outside_tasks_keeps_its_lease(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lease is renewed from a thread: a cell blocking the loop (heavy pandas between two
+    tasks) for several lease lifetimes is not taken over while its process lives."""
+    from trigger_nb._store import Repository
+
+    monkeypatch.setenv("TRIGGER_NB_LEASE_TTL", "1")
+    store = tmp_path / "store"
+    attempts: list[str] = []
+    with TriggerClient(dir=str(store)) as client:
+
+        @client.define_job(id="blocking")
+        async def blocking(payload: Any, io: Any, ctx: Any) -> Any:
+            await io.run_task("a", lambda: 1)
+            deadline = time.monotonic() + 3.5  # 3.5 lease lifetimes, the loop blocked
+            while time.monotonic() < deadline:
+                try:
+                    Repository(client.storage).acquire_lease(ctx.run.id)
+                    attempts.append("taken")
+                except RunBusyError:
+                    attempts.append("busy")
+                time.sleep(0.2)
+            return await io.run_task("b", lambda: 2)
+
+        run = client.invoke_sync("blocking")
+        assert run.status == "SUCCESS" and run.output == 2
+    assert attempts and set(attempts) == {"busy"}

@@ -531,6 +531,16 @@ def test_http_a_backend_crash_is_500_and_the_server_goes_on(
     assert client.post(receiver.callback_url("t1", secret), json={}).status_code == 200
 
 
+def test_http_a_100_kb_header_is_431_and_a_normal_big_one_passes(
+    receiver: Receiver, client: httpx.Client
+) -> None:
+    big = client.get(f"{receiver.base_url}/health", headers={"X-Big": "a" * 100_000})
+    assert big.status_code == 431
+    assert "headers" in big.json()["error"]
+    fine = client.get(f"{receiver.base_url}/health", headers={"X-Big": "a" * 30_000})
+    assert fine.status_code == 200
+
+
 def test_http_tornado_stays_quiet(
     receiver: Receiver, client: httpx.Client, caplog: pytest.LogCaptureFixture
 ) -> None:

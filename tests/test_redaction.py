@@ -227,3 +227,99 @@ def test_a_network_error_with_a_secret_header_stores_nothing(
     finally:
         client.close()
     assert files_containing(store, secret) == []
+
+
+# --- encoded echoes, response headers, redirects (issue 9 item 8) ----------------------------------
+
+
+def awkward_secret() -> str:
+    """A secret whose URL-encoded, base64 and hex forms all differ from it."""
+    return "sk/live+" + secrets.token_hex(8) + " =x&y"
+
+
+def encoded_forms(secret: str) -> dict[str, str]:
+    import base64
+    from urllib.parse import quote, quote_plus
+
+    raw = secret.encode()
+    return {
+        "quote": quote(secret, safe=""),
+        "quote_lower": quote(secret, safe="").lower(),
+        "quote_plus": quote_plus(secret),
+        "base64": base64.b64encode(raw).decode(),
+        "base64_url_unpadded": base64.urlsafe_b64encode(raw).decode().rstrip("="),
+        "hex": raw.hex(),
+    }
+
+
+def test_a_secret_echoed_encoded_in_an_error_body_or_in_a_2xx_header_is_not_stored(
+    tmp_path: Path, server: ScriptedServer
+) -> None:
+    secret = awkward_secret()
+    forms = encoded_forms(secret)
+    assert all(form != secret for form in forms.values())
+    error_url = server.script("/encoded", Step(500, lambda headers: {"echo": forms}))
+    ok_url = server.script(
+        "/ok", Step(200, {"ok": True}, headers={"x-echo": secret, "x-echo-b64": forms["base64"]})
+    )
+    store = tmp_path / "store"
+    with TriggerClient(dir=str(store)) as client:
+
+        @client.define_job(id="echo")
+        async def job(payload: Any, io: Any, ctx: Any) -> Any:
+            init = {"headers": {"X-Key": redact_string("{}", secret)}}
+            reply = await io.background_fetch_response("ok", ok_url, init)
+            try:
+                await io.background_fetch("err", error_url, init)
+            except Exception as exc:  # noqa: BLE001 - the TaskError's message is checked below
+                return {"headers": reply["headers"], "error": str(exc)}
+            return None
+
+        run = client.invoke_sync("echo")
+        out = run.result(timeout=RESULT_TIMEOUT)
+        assert server.seen("/ok")[0].headers["X-Key"] == secret
+        assert out["headers"]["x-echo"] == REDACTED and out["headers"]["x-echo-b64"] == REDACTED
+        for name, form in forms.items():
+            assert form not in out["error"], name
+            assert files_containing(store, form) == [], name
+        assert files_containing(store, secret) == []
+
+
+def test_secret_headers_are_not_sent_to_another_origin_on_a_redirect(
+    tmp_path: Path, server: ScriptedServer
+) -> None:
+    secret = new_secret()
+    elsewhere = ScriptedServer()
+    try:
+        foreign = elsewhere.script("/landing", Step(200, {"where": "elsewhere"}))
+        home = server.script("/landing", Step(200, {"where": "home"}))
+        away = server.script("/away", Step(302, None, headers={"location": foreign}))
+        stay = server.script("/stay", Step(307, None, headers={"location": home}))
+        with TriggerClient(dir=str(tmp_path / "store")) as client:
+
+            @client.define_job(id="redirects")
+            async def job(payload: Any, io: Any, ctx: Any) -> Any:
+                init = {
+                    "headers": {
+                        "Authorization": redact_string("Bearer {}", secret),
+                        "X-Api-Key": redact_string("{}", secret),
+                        "X-Plain": "visible",
+                    }
+                }
+                return [
+                    await io.background_fetch("away", away, init),
+                    await io.background_fetch("stay", stay, init),
+                ]
+
+            run = client.invoke_sync("redirects")
+            assert run.result(timeout=RESULT_TIMEOUT) == [{"where": "elsewhere"}, {"where": "home"}]
+        [first] = server.seen("/away")
+        assert first.headers["X-Api-Key"] == secret
+        [landed] = elsewhere.seen("/landing")
+        assert "X-Api-Key" not in landed.headers and "Authorization" not in landed.headers
+        assert landed.headers["X-Plain"] == "visible"
+        [same_origin] = server.seen("/landing")  # the same origin still gets them
+        assert same_origin.headers["X-Api-Key"] == secret
+        assert same_origin.headers["Authorization"] == f"Bearer {secret}"
+    finally:
+        elsewhere.stop()

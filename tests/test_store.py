@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -205,20 +206,84 @@ def test_forget_deletes_every_record_of_a_run(store) -> None:  # type: ignore[no
 def test_lease_busy_for_a_live_holder_free_for_a_dead_one(store) -> None:  # type: ignore[no-untyped-def]
     mine, theirs = Repository(store), Repository(store)
     mine.save_run({"id": "r", "status": "WAITING"})
-    mine.acquire_lease("r")
+    lease = mine.acquire_lease("r")
+    assert lease is not None
     with pytest.raises(RunBusyError) as info:
         theirs.acquire_lease("r")
     assert info.value.holder == mine.holder
-    mine.release_lease("r")
+    mine.release_lease(lease)
     theirs.acquire_lease("r")  # free once released
     assert store.get("run/r")["lease"]["holder"] == theirs.holder
 
-    # A holder on this host whose process is gone holds nothing, even before expiry.
+    # A holder on this host, kernel and PID namespace whose process is gone holds nothing,
+    # even before expiry.
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
-    dead = f"{os.uname().nodename}:{proc.pid}:dead"
+    host, _, _, start, machine = mine.holder.split(":")
+    if not machine:
+        pytest.skip("needs /proc (boot id and PID namespace)")
+    dead = f"{host}:{proc.pid}:dead:{start}:{machine}"
     store.put("run/r2", {"id": "r2", "status": "EXECUTING", "lease": {"holder": dead, "expires_at": time.time() + 60}})
     mine.acquire_lease("r2")
+    # The same PID alive but started at another time (reused): the holder is gone too.
+    reused = f"{host}:{os.getpid()}:old:{int(start) - 1}:{machine}"
+    store.put("run/r3", {"id": "r3", "status": "EXECUTING", "lease": {"holder": reused, "expires_at": time.time() + 60}})
+    mine.acquire_lease("r3")
+
+
+def test_a_holder_whose_pid_cannot_be_judged_is_never_taken_over_before_expiry() -> None:
+    """SPEC §10: liveness never rests on a PID alone. A holder in another PID namespace (a
+    container with the same hostname: its PID means nothing here), or an old-style holder id
+    without the process's identity, keeps the run until its lease expires."""
+    store = MemoryStore()
+    mine = Repository(store)
+    host = socket.gethostname()
+    parts = mine.holder.split(":") + ["", ""]
+    start, machine = parts[3], parts[4]
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()  # a PID that is not visible here
+    boot, _, namespace = machine.partition(".")
+    holders = [
+        f"{host}:{proc.pid}:old",  # an id written by an earlier version: host and PID only
+        f"{host}:{proc.pid}:ctr:{start}:{boot or 'b0079d00'}.4026530000",  # another PID namespace
+        f"{host}:{proc.pid}:ctr:{start}:00000000.{namespace or '1'}",  # another boot
+    ]
+    for n, holder in enumerate(holders):
+        store.put(f"run/r{n}", {"id": f"r{n}", "status": "EXECUTING", "lease": {"holder": holder, "expires_at": time.time() + 60}})
+        with pytest.raises(RunBusyError):
+            mine.acquire_lease(f"r{n}")
+
+
+def test_writes_are_fenced_by_the_lease_they_were_made_under() -> None:
+    store = MemoryStore()
+    old, new = Repository(store, lease_ttl=60), Repository(store)
+    old.save_run({"id": "r", "status": "WAITING"})
+    stale = old.acquire_lease("r")
+    assert stale is not None
+    task = {"id": "t", "run_id": "r", "idempotency_key": "k", "status": "RUNNING", "seq": 1}
+    old.save_task(task, lease=stale)  # ours: written
+    # The holder stalls past its expiry; another process takes the run over.
+    record = store.get("run/r")
+    record["lease"]["expires_at"] = time.time() - 1
+    store.put("run/r", record)
+    fresh = new.acquire_lease("r")
+    assert fresh is not None and fresh.fence == stale.fence + 1
+    new.save_task({**task, "status": "COMPLETED"}, lease=fresh)
+    with pytest.raises(RunBusyError, match="lost the run's lease") as info:
+        old.save_task({**task, "status": "ERRORED"}, lease=stale)
+    assert info.value.holder == new.holder
+    with pytest.raises(RunBusyError):
+        old.update_task(task, lambda stored: True, {"status": "ERRORED"}, lease=stale)
+    assert not old.renew_lease(stale)
+    old.release_lease(stale)  # a lost lease is someone else's: nothing happens
+    assert store.get("task/r/k")["status"] == "COMPLETED"
+    assert store.get("run/r")["lease"]["holder"] == new.holder
+    # Released and taken again by the same holder: still a new fence, the old one stays stale.
+    new.release_lease(fresh)
+    again = new.acquire_lease("r")
+    assert again is not None and again.fence == fresh.fence + 1
+    with pytest.raises(RunBusyError):
+        new.save_task(task, lease=fresh)
 
 
 def test_expired_lease_is_free(store) -> None:  # type: ignore[no-untyped-def]
@@ -233,24 +298,3 @@ def test_a_lease_held_elsewhere_expires_only_with_time(store) -> None:  # type: 
     with pytest.raises(RunBusyError, match="another-host"):
         Repository(store).acquire_lease("r")
 
-
-def test_records_encode_exactly_as_the_stdlib_would(tmp_path: Path) -> None:
-    """Records are encoded with orjson, except where orjson would store something else."""
-    import json
-
-    from trigger_nb._store._codec import dumps_record
-
-    class Name(str):
-        pass
-
-    for value in [
-        {"big": 2**70, "neg": -(2**64), "f": 0.1, "e": 1e16, "s": "é\u2028 \"q\" \\"},
-        {1: "int key", None: "null key"},
-        {"sub": Name("x"), "nested": [[], {}, [1, [2]]]},
-        {"surrogate": "\ud800"},
-    ]:
-        assert json.loads(dumps_record(value)) == json.loads(json.dumps(value))
-    store = DiskcacheStore(tmp_path / "s")
-    store.put("run/big", {"n": 2**70})
-    assert store.get("run/big") == {"n": 2**70}
-    store.close()

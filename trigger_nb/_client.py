@@ -8,6 +8,7 @@ The magics are a thin layer over it.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import threading
@@ -25,7 +26,7 @@ from ._engine import (
     request_retry,
 )
 from ._engine._bus import NoticeBus
-from ._exceptions import ConfigError, TriggerNbError
+from ._exceptions import ConfigError, StoreError, TriggerNbError
 from ._io._kv import ClientKeyValueStore
 from ._keys import canonical_json, derive_run_id, new_run_id, slugify_job_id, validate_version
 from ._loop import LoopHost
@@ -90,6 +91,7 @@ class TriggerClient:
         self._scheduler: Scheduler | None = None
         self._run_controls: _RunControls | None = None
         self._unsubscribe: Callable[[], None] | None = None
+        self._orphan_notice = asyncio.Event()  # a run started executing elsewhere (pushed stores)
         self._closed = False
 
     # -- lazily opened parts --------------------------------------------------------------
@@ -105,7 +107,7 @@ class TriggerClient:
     def repo(self) -> Repository:
         with self._lock:
             if self._repo is None:
-                self._repo = Repository(self.storage)
+                self._repo = Repository(self.storage, lease_ttl=self.config.lease_ttl)
             return self._repo
 
     @property
@@ -279,6 +281,7 @@ class TriggerClient:
                 self._unsubscribe = storage.subscribe(
                     lambda topic: self._host.call_soon(self._store_notice, topic)
                 )
+                runner.spawn(runner.orphans.watch(self._orphan_notice))
             else:
                 runner.spawn(runner.watch())
             self.scheduler.start()  # events and schedules: see "# -- events and triggers"
@@ -294,6 +297,8 @@ class TriggerClient:
                 self.runner.process_wakeups()
             if topic in ("start", "event", None):
                 self.scheduler.poll()
+            if topic in ("exec", None):
+                self._orphan_notice.set()
         except Exception:
             log.exception("trigger_nb: handling a store notice (%s) failed", topic)
 
@@ -321,7 +326,10 @@ class TriggerClient:
         """
         if self._runner is not None and self._runner.is_active(run_id):
             raise TriggerNbError(f"Run {run_id} is executing right now; cancel it before forgetting it.")
-        self.repo.acquire_lease(run_id)  # RunBusyError while another process executes it
+        try:
+            self.repo.acquire_lease(run_id)  # RunBusyError while another process executes it
+        except StoreError:
+            pass  # an undecodable run record holds no lease to honour: forget it (SPEC §10)
         return self.repo.forget(run_id)
 
     async def retry(self, run_id: str) -> Run:

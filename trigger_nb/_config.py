@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -43,6 +44,9 @@ class Config:
     public_url: str | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     output_limit: int = DEFAULT_OUTPUT_LIMIT
+    #: Seconds a run's execution lease lasts unless renewed (SPEC §10): how long a run whose
+    #: process was stopped, or died where its death cannot be seen, waits to be taken over.
+    lease_ttl: float = 60.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Config:
@@ -58,6 +62,7 @@ class Config:
             "host": env.get("TRIGGER_NB_HOST") or "127.0.0.1",
             "port": env.get("TRIGGER_NB_PORT") or 0,
             "public_url": env.get("TRIGGER_NB_PUBLIC_URL") or None,
+            "lease_ttl": env.get("TRIGGER_NB_LEASE_TTL") or 60.0,
         }
         if overrides.get("dir") is not None and overrides.get("store") is None:
             values["store"] = None
@@ -70,6 +75,16 @@ class Config:
         return mask_url(self.store) if self.store else self.dir
 
     def validated(self) -> Config:
+        directory = self.dir
+        if isinstance(directory, os.PathLike):
+            directory = os.fspath(directory)
+        if not isinstance(directory, str) or not directory or "\0" in directory:
+            raise ConfigError(
+                f"The store directory (dir=, TRIGGER_NB_DIR) must be a path: a non-empty string "
+                f"or os.PathLike, got {self.dir!r}."
+            )
+        if not isinstance(self.host, str) or not self.host:
+            raise ConfigError(f"TRIGGER_NB_HOST must be a host name or address, got {self.host!r}.")
         try:
             port = int(self.port)
         except (TypeError, ValueError):
@@ -89,9 +104,18 @@ class Config:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"{name} must be a positive number of bytes, got {value!r}.")
+        try:
+            lease_ttl = float(self.lease_ttl)
+        except (TypeError, ValueError):
+            lease_ttl = math.nan
+        if not 1.0 <= lease_ttl <= 86400.0:  # also false for NaN
+            raise ConfigError(
+                f"TRIGGER_NB_LEASE_TTL must be a number of seconds from 1 to 86400, got {self.lease_ttl!r}."
+            )
         return replace(
             self,
-            dir=os.path.abspath(os.path.expanduser(os.fspath(self.dir))),
+            lease_ttl=lease_ttl,
+            dir=os.path.abspath(os.path.expanduser(directory)),
             port=port,
             public_url=self.public_url.rstrip("/") if self.public_url else None,
         )

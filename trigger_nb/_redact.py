@@ -24,10 +24,12 @@ its ``repr``/JSON-escaped forms).
 
 from __future__ import annotations
 
+import base64
 import json
 import string
 from collections.abc import Iterable, Mapping
 from typing import Any, NoReturn
+from urllib.parse import quote, quote_plus
 
 REDACTED = "********"
 """What every interpolated value looks like (v2's dashboard rendering)."""
@@ -200,15 +202,35 @@ def secrets_in(value: Any) -> tuple[str, ...]:
     return tuple(s for s in found if s)
 
 
+#: Encoded forms are derived for secrets at least this long: the hex or base64 of a very short
+#: secret ("ab" is "6162") is a common substring, and replacing it would mangle messages.
+_MIN_ENCODED = 6
+
+
 def _variants(secrets: Iterable[str]) -> list[str]:
-    """Each secret as it may appear in a message: raw, repr-escaped, JSON-escaped, bytes repr."""
+    """Each secret as it may appear in a message: raw, repr-escaped, JSON-escaped, bytes repr,
+    URL-encoded (``%2F``, ``+`` for spaces), base64 (standard and URL-safe, with or without
+    padding) and hex. What cannot be caught this way — a secret inside a larger base64 or
+    encrypted blob, hashed, split or re-cased — is said in the README."""
     out: dict[str, None] = {}
     for secret in secrets:
         out[secret] = None
         out[repr(secret)[1:-1]] = None
         out[json.dumps(secret)[1:-1]] = None
         out[json.dumps(secret, ensure_ascii=False)[1:-1]] = None
-        out[repr(secret.encode("utf-8", "backslashreplace"))[2:-1]] = None
+        raw = secret.encode("utf-8", "backslashreplace")
+        out[repr(raw)[2:-1]] = None
+        if len(secret) < _MIN_ENCODED:
+            continue
+        for quoted in (quote(secret, safe=""), quote(secret), quote_plus(secret, safe="")):
+            out[quoted] = None
+            out[quoted.lower()] = None  # %2f: percent-escapes are case-insensitive
+        for encoded in (base64.b64encode(raw), base64.urlsafe_b64encode(raw)):
+            text = encoded.decode("ascii")
+            out[text] = None
+            out[text.rstrip("=")] = None
+        out[raw.hex()] = None
+        out[raw.hex().upper()] = None
     # Longest first: a secret that contains another must be replaced whole.
     return sorted((v for v in out if v), key=len, reverse=True)
 

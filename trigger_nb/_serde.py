@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ._exceptions import ConfigError, StoreError, TaskOutputError
+from ._numbers import epoch
 
 DEFAULT_OUTPUT_LIMIT = 64 * 1024 * 1024
 """Default maximum size of one encoded task output, in bytes (SPEC §4.5: 64 MiB)."""
@@ -172,6 +173,25 @@ def json_tree(
         return bad(path, v, f"has type {_type_name(v)}")
 
     return walk(value, root)
+
+
+#: The deepest nesting of JSON containers accepted from outside (callback bodies). Python's
+#: json encodes and decodes recursively: a value much deeper than this may be received on a
+#: shallow stack and then fail to be stored, or replayed in a kernel's deeper one.
+MAX_JSON_DEPTH = 500
+
+
+def json_depth_exceeds(value: Any, limit: int) -> bool:
+    """True if JSON data ``value`` nests dicts/lists more than ``limit`` levels (iterative:
+    safe on any depth)."""
+    stack: list[tuple[Any, int]] = [(value, 1)] if isinstance(value, (dict, list)) else []
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
 
 
 def jsonable_for_display(value: Any) -> Any:
@@ -408,16 +428,11 @@ def iso(ts: float | None) -> str | None:
     return None if ts is None else _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).isoformat()
 
 
-def epoch_seconds(when: Any, what: str) -> float | None:
+def epoch_seconds(when: Any, what: str, *, error: type[Exception] = ConfigError) -> float | None:
     """A ``datetime`` (naive = local time) or epoch seconds → epoch seconds; ``None`` stays
-    ``None``. Raises :class:`ConfigError` naming ``what`` for anything else."""
-    if when is None:
-        return None
-    if isinstance(when, _dt.datetime):
-        return (when if when.tzinfo else when.astimezone()).timestamp()
-    if isinstance(when, (int, float)) and not isinstance(when, bool):
-        return float(when)
-    raise ConfigError(f"{what} must be a datetime or epoch seconds, got {type(when).__name__}.")
+    ``None``. Raises ``error`` naming ``what`` for anything else, and for NaN, infinities and
+    dates outside years 1–9999 (SPEC §10: they never reach the store)."""
+    return None if when is None else epoch(when, what, error=error)
 
 
 __all__ = [

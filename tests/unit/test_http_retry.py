@@ -48,14 +48,13 @@ NOW = 1_700_000_000.0
         ("500-599", [500, 503, 599], [499, 600]),
         ("400 - 404", [400, 404], [405]),
         ("5xx", [500, 550, 599], [499, 600, 50]),
-        ("4XX", [400, 499], [500]),
         ("4x", [400, 404, 451], [500, 399]),
         ("40x", [400, 409], [410, 500]),
         ("42x", [420, 429], [430]),
     ],
 )
 def test_status_patterns(pattern: str, matching: list[int], not_matching: list[int]) -> None:
-    assert validate_status_pattern(pattern) == pattern.strip().lower()
+    assert validate_status_pattern(pattern) == pattern.strip()
     for status in matching:
         assert status_matches(pattern, status), status
     for status in not_matching:
@@ -63,11 +62,20 @@ def test_status_patterns(pattern: str, matching: list[int], not_matching: list[i
 
 
 @pytest.mark.parametrize(
-    "pattern", ["abc", "", "5xxx", "x", "401,5xx", "600-500", "42", "1234", 429, None]
+    "pattern", ["abc", "", "5xxx", "x", "401,5xx", "600-500", "42", "1234", 429, None, "5XX", "ALL", "4X"]
 )
 def test_invalid_status_patterns(pattern: Any) -> None:
     with pytest.raises(ConfigError):
         validate_status_pattern(pattern)
+
+
+@pytest.mark.parametrize("pattern", ["5XX", "4Xx", "All"])
+def test_status_patterns_are_case_sensitive_as_in_v2(pattern: str) -> None:
+    """v2's ``isStatusCodeInRange`` tests ``range.endsWith("xx")``: "5XX" never matched a status
+    there. Such a key is refused (it would silently never retry), naming the spelling that works."""
+    with pytest.raises(ConfigError, match=f"case-sensitive: write {pattern.lower()!r}"):
+        normalize_fetch_retry({pattern: {}})
+    assert not status_matches(pattern, 503)
 
 
 # --- v2's key order ------------------------------------------------------------------------------
@@ -99,7 +107,7 @@ def test_normalized_retry_keeps_v2_order() -> None:
 def test_display_retry_fills_defaults_in_matching_order() -> None:
     strategies = normalize_fetch_retry(
         {
-            "5XX": retry.standard_backoff,  # a read-only preset is fine
+            "5xx": retry.standard_backoff,  # a read-only preset is fine
             "429": {"strategy": "headers", "resetHeader": "r", "bodyFilter": {"a": [1]}},
         }
     )
@@ -393,3 +401,4 @@ def test_parse_body() -> None:
 def test_fetch_error_carries_status_and_body() -> None:
     error = FetchError('{"e": 1}', status=500, body={"e": 1})
     assert (str(error), error.status, error.body) == ('{"e": 1}', 500, {"e": 1})
+

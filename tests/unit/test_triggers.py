@@ -250,10 +250,10 @@ def test_delivery_time_deliver_at_wins_over_deliver_after() -> None:
     assert delivery_time(NOW + 100, 5, NOW) == NOW + 100
     at = dt.datetime.fromtimestamp(NOW + 7, dt.timezone.utc)
     assert delivery_time(at, None, NOW) == NOW + 7
-    with pytest.raises(ConfigError):
-        delivery_time(None, -1, NOW)
-    with pytest.raises(ConfigError):
-        delivery_time("tomorrow", None, NOW)
+    # PayloadError: delivery times are part of the event sent (a 400 at the receiver).
+    for deliver_at, deliver_after in ((None, -1), ("tomorrow", None), (1e20, None), (None, float("nan"))):
+        with pytest.raises(PayloadError):
+            delivery_time(deliver_at, deliver_after, NOW)
 
 
 def test_trigger_run_ids_are_stable_and_distinct() -> None:

@@ -4,12 +4,12 @@ May import: the store and the shared leaves only — never ``_io``, ``_events``,
 ``_notebook``, the client or the run handle (views learn of progress from the bus).
 """
 
-from ._calls import TaskHandle
 from ._control import Canceled, ControlFlow, Suspend, is_control_flow
-from ._execution import CALLBACK_TIMEOUT_MESSAGE, Execution, TaskSpec, current_parent
+from ._execution import CALLBACK_TIMEOUT_MESSAGE, Execution, current_parent
 from ._jobs import JobDefinition, make_context, new_run_record
 from ._requests import request_resume, request_retry
 from ._runner import Runner
+from ._spec import TaskHandle, TaskSpec
 from ._states import RUN_FINISHED, TASK_FINISHED, RunStatus, TaskStatus
 
 __all__ = [

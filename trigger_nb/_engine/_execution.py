@@ -21,24 +21,29 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import datetime as _dt
 import inspect
 import secrets
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
-from .._exceptions import CallbackTimeoutError, DuplicateTaskKeyError, TaskError, TaskOutputError
+from .._exceptions import (
+    CallbackTimeoutError,
+    DuplicateTaskKeyError,
+    RunBusyError,
+    TaskError,
+    TaskOutputError,
+)
 from .._keys import display_key, idempotency_key, task_id_for
+from .._numbers import epoch
 from .._serde import DEFAULT_OUTPUT_LIMIT, error_record, jsonable_for_display
-from .._store import Repository
+from .._store import Lease, Repository
 from .._store._codec import loads_record
 from ..retry import calculate_retry_at
 from ._bus import Notice, NoticeBus
-from ._calls import TaskHandle, calling_convention
 from ._control import Canceled, ControlFlow, ExecutionClosing, Suspend
 from ._outputs import prepare_output, stored_output
+from ._spec import TaskHandle, TaskSpec
 from ._states import TaskStatus, advance_task
 from ._threads import run_sync_callback
 
@@ -53,39 +58,31 @@ CALLBACK_TIMEOUT_MESSAGE = "Remote callback timeout - no requests received"  # v
 RUNNING_WRITE_DELAY = 0.05
 
 
-@dataclass
-class TaskSpec:
-    """What an ``io`` method asks the engine to do: one task, fully described."""
+_ARITY_CACHE: dict[Any, tuple[int, bool]] = {}
 
-    cache_key: Any
-    fn: Callable[..., Any] | None = None
-    name: str = "Task"
-    icon: str | None = None
-    description: str | None = None
-    display_key: str | None = None
-    properties: list[dict[str, Any]] | None = None
-    params: Any = None
-    style: dict[str, Any] | None = None
-    redact: dict[str, Any] | None = None
-    retry: dict[str, Any] | None = None
-    delay_until: float | None = None
-    callback: dict[str, Any] | None = None
-    parse_output: Callable[[Any], Any] | None = None
-    serializer: str | None = None
-    on_error: Callable[..., Any] | None = None
-    noop: bool = False
-    kind: str = "task"
-    #: For callback tasks: replaces the function call with ``fn(url)`` (wait_for_request).
-    pass_url_only: bool = False
-    #: A background operation (fetch, poll): ``async operation(ctx) -> output`` runs on the
-    #: home loop while the task WAITS; its result completes the task like a callback POST.
-    operation: Callable[[Any], Any] | None = None
-    #: An external wait: ``{"timeout_in_seconds": float, "register": fn(record)}``. The task
-    #: WAITS (``external_pending``) until someone calls ``Runner.resolve_task(...,
-    #: pending_flag="external_pending")``; ``register`` is called on every execution that
-    #: reaches the waiting task (idempotent: it may resolve at once, e.g. an event lookback).
-    external: dict[str, Any] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+
+def _calling_convention(fn: Callable[..., Any]) -> tuple[int, bool]:
+    """(how many of ``task, io`` to pass, is it a coroutine function), cached per code object."""
+    code = getattr(fn, "__code__", None) or type(fn)
+    cached = _ARITY_CACHE.get(code)
+    if cached is not None:
+        return cached
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        arity = 2
+    else:
+        if any(p.kind is p.VAR_POSITIONAL for p in params):
+            arity = 2
+        else:
+            arity = min(
+                2, sum(1 for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
+            )
+    target = fn.__call__ if not inspect.isroutine(fn) and callable(fn) else fn  # type: ignore[operator]
+    result = (arity, inspect.iscoroutinefunction(target))
+    if len(_ARITY_CACHE) < 4096:
+        _ARITY_CACHE[code] = result
+    return result
 
 
 class Execution:
@@ -105,8 +102,13 @@ class Execution:
         callback_url: Callable[[str, str], str] | None = None,
         start_operation: Callable[[dict[str, Any], Callable[[Any], Any]], None] | None = None,
         clock: Callable[[], float] = time.time,
+        lease: Lease | None = None,
     ) -> None:
         self.run = run
+        #: The lease this execution holds: every write is fenced by it (SPEC §10). ``lost``
+        #: is set once a write or a renewal found it taken over: nothing more runs or writes.
+        self.lease = lease
+        self.lost: RunBusyError | None = None
         self.run_id: str = run["id"]
         self.repo = repo
         self.bus = bus
@@ -117,19 +119,17 @@ class Execution:
         self.make_callback_url = callback_url
         self.start_operation = start_operation
         self.clock = clock
-        #: Task records by idempotency key. A ``str`` is a record still as stored (JSON text,
-        #: from ``Repository.load_task_texts``): decoded when its task is reached, and kept
-        #: decoded only if it may change (a replayed COMPLETED record is used and dropped).
+        #: Task records by key; a ``str`` is still stored JSON (``load_task_texts``), decoded when
+        #: reached and kept only if it may change (a replayed record is used and dropped).
         self.records: dict[str, dict[str, Any] | str] = (
             dict(tasks) if isinstance(tasks, dict) else {t["idempotency_key"]: t for t in tasks}
         )
         self._next_seq: int | None = None  # computed when the first new task needs one
+        self._fresh: set[str] = set()  # keys of records created here, not stored yet
         self.visited: set[str] = set()
-        #: Keys of records created by this execution and not stored yet (a cheaper first write).
-        self._fresh: set[str] = set()
         #: What happened to each task in this execution, in order: ``(task_id, outcome,
-        #: attempts)`` with outcome ``ran | replayed | failed | retry | waiting``. Tuples: the
-        #: garbage collector stops tracking them, lists it would walk on every collection.
+        #: attempts)`` with outcome ``ran | replayed | failed | retry | waiting`` (tuples: the
+        #: garbage collector stops tracking them).
         self.journal: list[tuple[str, str, int]] = []
         self.started_at = clock()
         self.suspensions: list[Suspend] = []
@@ -144,6 +144,8 @@ class Execution:
     # -- public to the io layer ---------------------------------------------------------
     async def run_task(self, spec: TaskSpec) -> Any:
         """Run, replay or suspend on one task. See the module docstring."""
+        if self.lost is not None:
+            raise self.lost
         if self.canceled:
             raise Canceled()
         if self.closing:
@@ -274,6 +276,7 @@ class Execution:
     async def _call(self, spec: TaskSpec, record: dict[str, Any]) -> Any:
         if self.canceled:
             raise Canceled()
+        self.ensure_lease()  # a side effect follows: never in a process that lost the run
         if self.bus.active:
             self.bus.emit(Notice("task", self.run_id, task=record))
         handle = TaskHandle(record)
@@ -309,7 +312,7 @@ class Execution:
     async def _invoke(self, fn: Callable[..., Any] | None, handle: TaskHandle) -> Any:
         if fn is None:
             return None
-        arity, is_async = calling_convention(fn)
+        arity, is_async = _calling_convention(fn)
         args = (handle, self.io)[:arity]
         if is_async:
             return await fn(*args)
@@ -361,7 +364,9 @@ class Execution:
                     skip_retrying = bool(verdict.get("skip_retrying", verdict.get("skipRetrying")))
                     when = verdict.get("retry_at", verdict.get("retryAt"))
                     if when is not None and not skip_retrying:
-                        retry_at = _to_epoch(when)
+                        # A non-finite or out-of-range date fails the task (ConfigError) instead of
+                        # being stored (SPEC §10).
+                        retry_at = epoch(when, "on_error's retry_at")
                         if isinstance(verdict.get("error"), BaseException):
                             error = verdict["error"]
             except ControlFlow:
@@ -426,6 +431,7 @@ class Execution:
         if self.bus.active:
             self.bus.emit(Notice("task", self.run_id, task=record))
         if spec.fn is not None:
+            self.ensure_lease()
             handle = TaskHandle(record)
             token = current_parent.set(record["id"])
             try:
@@ -444,8 +450,12 @@ class Execution:
             if handle.output_properties is not None:
                 record["output_properties"] = handle.output_properties
                 # Only while still waiting: the POST may already have completed it.
-                self.repo.update_task(
-                    record, lambda stored: stored["status"] == TaskStatus.WAITING, {"output_properties": handle.output_properties}
+                self._fenced(
+                    self.repo.update_task,
+                    record,
+                    lambda stored: stored["status"] == TaskStatus.WAITING,
+                    {"output_properties": handle.output_properties},
+                    lease=self.lease,
                 )
         self._suspend(record, record.get("callback_timeout_at"), "callback")
 
@@ -470,6 +480,7 @@ class Execution:
     def _begin_operation(self, spec: TaskSpec, record: dict[str, Any]) -> Any:
         """Persist the waiting task, hand its operation to the runner, suspend (v2 §5.4)."""
         self._save(record)
+        self.ensure_lease()
         if self.start_operation is None:
             raise RuntimeError("background operations need a runner")
         assert spec.operation is not None
@@ -520,9 +531,17 @@ class Execution:
         self.records[key] = record
         return record
 
+    def cancel_unfinished(self) -> None:
+        """The run was canceled: store every task still waiting or running as CANCELED."""
+        for record in self.iter_records():
+            if record["status"] in (TaskStatus.WAITING, TaskStatus.RUNNING, TaskStatus.PENDING):
+                advance_task(record, TaskStatus.CANCELED)
+                record.pop("callback_pending", None)
+                self.repo.save_task(record)
+
     def iter_records(self) -> Iterator[dict[str, Any]]:
-        """Every task record of the run known to this execution, decoded (records still
-        stored as text are decoded for the caller and not kept)."""
+        """Every task record known to this execution, decoded (records still stored as text
+        are decoded for the caller and not kept)."""
         for record in list(self.records.values()):
             yield loads_record(record) if isinstance(record, str) else record
 
@@ -533,15 +552,41 @@ class Execution:
         blob: bytes | Iterator[bytes] | None = None,
         index_callback: bool = False,
     ) -> None:
-        key = record["idempotency_key"]
-        new = key in self._fresh
-        if new:
-            self._fresh.discard(key)
-        self.repo.save_task(
-            record, blob=blob, index_callback=index_callback, job_id=self.run.get("job_id"), new=new
+        new = record["idempotency_key"] in self._fresh
+        self._fresh.discard(record["idempotency_key"])
+        self._fenced(
+            self.repo.save_task,
+            record,
+            blob=blob,
+            index_callback=index_callback,
+            job_id=self.run.get("job_id"),
+            lease=self.lease,
+            new=new,
         )
         if self.bus.active:
             self.bus.emit(Notice("task", self.run_id, task=record))
+
+    def _fenced(self, write: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """A store write checked against the lease; a refusal stops the whole execution."""
+        try:
+            return write(*args, **kwargs)
+        except RunBusyError as lost:
+            self.lost = lost
+            raise
+
+    def ensure_lease(self) -> None:
+        """Before a side effect (a task's function, a callback hand-out, an operation): raise
+        :class:`RunBusyError` if the lease was lost. Free while the lease is fresh (the keeper
+        renews it every third of its life); past half its life — the process was stopped, the
+        loop starved the keeper — a fenced renewal asks the store."""
+        if self.lost is not None:
+            raise self.lost
+        lease = self.lease
+        if lease is None or time.time() < lease.expires_at - self.repo.lease_ttl / 2:
+            return
+        if not self.repo.renew_lease(lease):
+            self.lost = lease.lost(self.repo.load_run(self.run_id))
+            raise self.lost
 
     def _suspend(self, record: dict[str, Any], due_at: float | None, reason: str) -> None:
         signal = Suspend(record["id"], due_at, reason)
@@ -553,13 +598,3 @@ class Execution:
     def _stored_output(self, record: dict[str, Any], parse_output: Callable[[Any], Any] | None) -> Any:
         value = stored_output(self.repo, record)
         return parse_output(value) if parse_output is not None else value
-
-
-def _to_epoch(when: Any) -> float:
-    if isinstance(when, _dt.datetime):
-        if when.tzinfo is None:
-            when = when.astimezone()
-        return when.timestamp()
-    if isinstance(when, (int, float)):
-        return float(when)
-    raise TypeError(f"retry_at must be a datetime or epoch seconds, got {type(when).__name__}")

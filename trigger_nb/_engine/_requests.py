@@ -20,6 +20,14 @@ from ._states import RunStatus, TaskStatus
 RETRYABLE = frozenset({RunStatus.FAILURE, RunStatus.CANCELED, RunStatus.TIMED_OUT})
 
 
+def wants_execution(run: dict[str, Any]) -> bool:
+    """Should a wake-up execute this run? A waiting run, or a finished one whose retry was
+    requested by a process that could not execute it (:func:`request_retry`)."""
+    return run["status"] == RunStatus.WAITING or (
+        bool(run.get("retry_requested")) and run["status"] in RETRYABLE
+    )
+
+
 def make_due(repo: Repository, run_id: str) -> int:
     """Store only: the run's pending waits and retry delays become due now; how many."""
     now = time.time()

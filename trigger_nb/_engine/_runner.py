@@ -18,20 +18,23 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .._exceptions import ConfigError, RunBusyError, TaskError, TaskOutputError
+from .._exceptions import ConfigError, RunBusyError, StoreError, TaskError, TaskOutputError
+from .._numbers import wait_limit
 from .._serde import DEFAULT_OUTPUT_LIMIT, encode_output, error_record
-from .._store import LEASE_TTL, Repository
+from .._store import Lease, Repository
 from ._bus import Notice, NoticeBus
 from ._control import Canceled, ControlFlow
 from ._execution import CALLBACK_TIMEOUT_MESSAGE, Execution, current_parent
+from ._handoff import Handoff
+from ._heartbeat import LeaseKeeper
 from ._jobs import JobDefinition, make_context
 from ._operations import OperationContext
-from ._requests import RETRYABLE, make_due
+from ._orphans import OrphanFinder, is_orphaned
+from ._requests import make_due, wants_execution
 from ._states import RUN_FINISHED, RunStatus, TaskStatus, advance_run, advance_task
 
 log = logging.getLogger("trigger_nb")
@@ -40,15 +43,7 @@ log = logging.getLogger("trigger_nb")
 HISTORY_LIMIT = 20
 
 
-#: Statuses a retry executes again (ERRORED tasks reset).
-
-
-def _wants_execution(run: dict[str, Any]) -> bool:
-    """Should a wake-up execute this run? A waiting run, or a finished one whose retry was
-    requested by a process that could not execute it (:func:`request_retry`)."""
-    return run["status"] == RunStatus.WAITING or (
-        bool(run.get("retry_requested")) and run["status"] in RETRYABLE
-    )
+Wanted = Callable[[dict[str, Any]], bool] | None  # which runs an execution is for (None: any)
 
 
 class Runner:
@@ -79,10 +74,11 @@ class Runner:
         self._background: set[asyncio.Task[Any]] = set()
         self._operations: dict[str, asyncio.Task[Any]] = {}
         self._resuming: set[str] = set()  # runs with a resume scheduled but not yet executing
-        # Runs resolved from other threads (the receiver), handed to the loop in batches: one
-        # loop wake-up per batch, not per callback (SPEC §13: 1,000 callbacks/s).
-        self._handoff: list[str] = []
-        self._handoff_lock = threading.Lock()
+        self._leases = LeaseKeeper(repo)
+        busy = lambda run_id: run_id in self._active or run_id in self._resuming  # noqa: E731
+        resume = lambda run_id: self.spawn(self.resume(run_id, wanted=is_orphaned))  # noqa: E731
+        self.orphans = OrphanFinder(repo, jobs, busy=busy, resume=resume)
+        self._handoff = Handoff(loop_host, self._resume_soon)  # resolved runs, in batches
 
     # -- executing ------------------------------------------------------------------------
     async def execute(self, run_id: str, *, busy_timeout: float | None = None) -> dict[str, Any]:
@@ -93,6 +89,7 @@ class Runner:
         another process holds the run, wait up to this long for it (``None``: raise
         :class:`RunBusyError` at once).
         """
+        busy_timeout = wait_limit(busy_timeout, "busy_timeout")
         async with self._lock(run_id):
             return await self._execute_locked(run_id, busy_timeout)
 
@@ -100,13 +97,13 @@ class Runner:
         return self._locks.setdefault(run_id, asyncio.Lock())
 
     async def _execute_locked(
-        self, run_id: str, busy_timeout: float | None, *, only_if_waiting: bool = False
+        self, run_id: str, busy_timeout: float | None, *, wanted: Wanted = None
     ) -> dict[str, Any]:
         self._cancel_timer(run_id)
         deadline = None if busy_timeout is None else time.monotonic() + busy_timeout
         while True:
             try:
-                begun = self._begin(run_id, only_if_waiting=only_if_waiting)
+                begun = self._begin(run_id, wanted=wanted)
                 break
             except RunBusyError:
                 if deadline is None or time.monotonic() >= deadline:
@@ -116,16 +113,16 @@ class Runner:
             run = self.repo.load_run(run_id)
             assert run is not None
             return run
-        run, job, reset_errored = begun
+        run, job, reset_errored, lease = begun
         try:
-            return await self._execute_leased(run, job, reset_errored)
+            return await self._execute_leased(run, job, reset_errored, lease)
         except BaseException:
-            self.repo.release_lease(run_id)  # _finish releases it on every normal path
+            self.repo.release_lease(lease)  # _finish releases it on every normal path
             raise
 
     def _begin(
-        self, run_id: str, *, only_if_waiting: bool
-    ) -> tuple[dict[str, Any], JobDefinition, bool] | None:
+        self, run_id: str, *, wanted: Wanted
+    ) -> tuple[dict[str, Any], JobDefinition, bool, Lease] | None:
         """One transaction: take the lease, load the run, mark it EXECUTING (SPEC §10)."""
         with self.repo.store.transaction():
             run = self.repo.load_run(run_id)
@@ -133,15 +130,16 @@ class Runner:
                 raise ConfigError(f"No run {run_id!r} in the store at {self.repo.store.location}.")
             stored = {"status": run["status"], "wake_at": run.get("wake_at")}  # for save_run
             job = self.jobs.get(run["job_id"])
-            if only_if_waiting and (not _wants_execution(run) or job is None):
+            if wanted is not None and (job is None or not wanted(run)):
                 return None  # a job not defined here is picked up when its cell is executed
             if job is None:
                 raise ConfigError(
                     f"Run {run_id} belongs to job {run['job_id']!r}, which is not defined in this "
                     "process: execute the job's cell (or define_job) first."
                 )
-            self.repo.take_lease(run)  # saved with the run below
+            lease = self.repo.take_lease(run)  # saved with the run below
             self.repo.clear_wake(run_id)
+            self.repo.mark_executing(run_id)
             run.pop("retry_requested", None)  # this execution is the retry
             if run["status"] == RunStatus.EXECUTING:
                 # We hold the lease, so whoever executed it died mid-execution: that execution
@@ -165,10 +163,10 @@ class Runner:
                 run["error"] = None
             self.repo.save_run(run, stored=stored)
         self._notify_run(run)
-        return run, job, reset_errored
+        return run, job, reset_errored, lease
 
     async def _execute_leased(
-        self, run: dict[str, Any], job: JobDefinition, reset_errored: bool
+        self, run: dict[str, Any], job: JobDefinition, reset_errored: bool, lease: Lease
     ) -> dict[str, Any]:
         run_id = run["id"]
         execution = Execution(
@@ -182,22 +180,20 @@ class Runner:
             default_serializer=job.serializer,
             callback_url=self.callback_url,
             start_operation=self.start_operation,
+            lease=lease,
         )
         execution.io = self.make_io(execution, job)
         self.bus.emit(Notice("execution", run_id, data={"event": "start", "n": execution.number}))
         self._active[run_id] = execution
-        renewer = asyncio.get_running_loop().create_task(self._renew_lease(run_id))
+
+        self._leases.hold(lease, execution)
         try:
             outcome, value = await self._drive(execution, job, run)
         finally:
-            renewer.cancel()
+            self._leases.drop(lease)
             self._active.pop(run_id, None)
-        try:
-            return self._finish(run, execution, outcome, value)
-        finally:
-            # execution.io refers back to the execution: without this the pair (and every
-            # record it holds) would wait for a full garbage collection to be freed.
-            execution.io = None
+        execution.io = None  # io refers back to it: no cycle left for the full collection to free
+        return self._finish(run, execution, outcome, value)
 
     async def _drive(
         self, execution: Execution, job: JobDefinition, run: dict[str, Any]
@@ -235,10 +231,12 @@ class Runner:
     def _finish(
         self, run: dict[str, Any], execution: Execution, outcome: str, value: Any
     ) -> dict[str, Any]:
-        """One transaction: store the outcome, the execution's journal, release the lease."""
+        """One transaction: store the outcome, the execution's journal, release the lease —
+        if the lease is still ours (else :class:`RunBusyError`, nothing written)."""
         now = time.time()
         with self.repo.store.transaction():
-            stored = self.repo.load_run(run["id"])
+            lease = execution.lease
+            stored = self.repo.check_lease(lease) if lease else self.repo.load_run(run["id"])
             if stored is not None and stored.get("cancel_requested"):
                 outcome = "canceled"  # another process (or handle) asked while we executed
             if outcome == "success":
@@ -267,7 +265,7 @@ class Runner:
                 run["wake_at"] = min(dues) if dues else None
             elif outcome == "canceled":
                 advance_run(run, RunStatus.CANCELED)
-                self._cancel_waiting_tasks(execution)
+                execution.cancel_unfinished()
             if run["status"] in RUN_FINISHED:
                 run["completed_at"] = now
             run["updated_at"] = now
@@ -283,6 +281,8 @@ class Runner:
             }
             run["history"] = [*run.get("history", [])[-(HISTORY_LIMIT - 1) :], summary]
             run["lease"] = None  # released with the same write
+            if run["status"] != RunStatus.EXECUTING:
+                self.repo.clear_executing(run["id"])
             self.repo.save_run(run, stored=stored)
             self.repo.save_journal(run["id"], execution.number, journal, keep=HISTORY_LIMIT)
         self._notify_run(run)
@@ -290,18 +290,6 @@ class Runner:
         if run["status"] == RunStatus.WAITING and run["wake_at"] is not None:
             self.schedule(run["id"], run["wake_at"])
         return run
-
-    def _cancel_waiting_tasks(self, execution: Execution) -> None:
-        for record in execution.iter_records():
-            if record["status"] in (TaskStatus.WAITING, TaskStatus.RUNNING, TaskStatus.PENDING):
-                advance_task(record, TaskStatus.CANCELED)
-                record.pop("callback_pending", None)
-                self.repo.save_task(record)
-
-    async def _renew_lease(self, run_id: str) -> None:
-        while True:
-            await asyncio.sleep(LEASE_TTL / 3)
-            self.repo.renew_lease(run_id)
 
     def _save_run(self, run: dict[str, Any]) -> None:
         self.repo.save_run(run)
@@ -337,8 +325,8 @@ class Runner:
         task.add_done_callback(self._background.discard)
         return task
 
-    async def resume(self, run_id: str) -> dict[str, Any] | None:
-        """Execute a WAITING run now (a due timer, a callback, ``%job resume``).
+    async def resume(self, run_id: str, *, wanted: Wanted = None) -> dict[str, Any] | None:
+        """Execute a WAITING run now (a timer, a callback, ``%job resume``), or an orphan.
 
         Takes the run's lock *before* looking at its status: a callback that lands while an
         execution is still under way must resume the run once that execution has suspended.
@@ -347,7 +335,7 @@ class Runner:
         try:
             async with self._lock(run_id):
                 self._resuming.discard(run_id)
-                return await self._execute_locked(run_id, None, only_if_waiting=True)
+                return await self._execute_locked(run_id, None, wanted=wanted or wants_execution)
         except RunBusyError:
             self.schedule(run_id, time.time() + 1.0)  # the other process will finish or die
         except Exception:
@@ -359,9 +347,7 @@ class Runner:
     def resume_due(self) -> int:
         """Wake every stored WAITING run of a defined job whose time has come (or schedule it)."""
         count = 0
-        # The status index, not a scan of every run (SPEC §13: a kernel restart at 10,000 runs
-        # costs what the waiting runs cost). A stale entry only schedules a wake-up that
-        # finds the run no longer waiting (``resume`` checks under the lease).
+        # The status index, not every run (SPEC §13); a stale entry only schedules a no-op.
         for run_id, job_id, wake_at in self.repo.waiting_runs():
             if job_id in self.jobs and wake_at is not None:
                 if run_id in self._timers or run_id in self._active:
@@ -384,7 +370,11 @@ class Runner:
         for run_id in self.repo.pending_wakes():
             if run_id in self._resuming or run_id in self._active:
                 continue  # this process resumes it already (the marker clears when it does)
-            run = self.repo.load_run(run_id)
+            try:
+                run = self.repo.load_run(run_id)
+            except StoreError as exc:  # one undecodable run must not stop the others
+                log.warning("%s", exc)
+                run = None
             if run is None:
                 self.repo.clear_wake(run_id)
                 continue
@@ -397,10 +387,11 @@ class Runner:
         return taken
 
     async def watch(self, interval: float = 0.5) -> None:
-        """Every ``interval`` seconds: take wake-up markers and due runs (runs forever)."""
+        """Every ``interval`` seconds: take wake-up markers, due runs and orphans (forever)."""
         while True:
             try:
                 self.process_wakeups()
+                self.orphans.scan()
             except Exception:
                 log.exception("trigger_nb: watching the store failed")
             await asyncio.sleep(interval)
@@ -419,7 +410,7 @@ class Runner:
             return run
         async with self._lock(run_id):
             try:
-                self.repo.acquire_lease(run_id)
+                lease = self.repo.acquire_lease(run_id)
             except RunBusyError:  # a live process executes it: it cancels at the end of it
                 with self.repo.store.transaction():
                     run = self.repo.load_run(run_id)
@@ -427,16 +418,19 @@ class Runner:
                         run["cancel_requested"] = True
                         self.repo.save_run(run)
                 return run
+            if lease is None:
+                return None
             try:
-                return self._cancel_leased(run_id)
+                return self._cancel_leased(lease)
             finally:
-                self.repo.release_lease(run_id)
+                self.repo.release_lease(lease)
 
-    def _cancel_leased(self, run_id: str) -> dict[str, Any] | None:
+    def _cancel_leased(self, lease: Lease) -> dict[str, Any] | None:
         with self.repo.store.transaction():
-            run = self.repo.load_run(run_id)
-            if run is None or run["status"] in RUN_FINISHED:
+            run = self.repo.check_lease(lease)
+            if run["status"] in RUN_FINISHED:
                 return run
+            self.repo.clear_executing(run_id := lease.run_id)
             # EXECUTING here means its executor died (we hold the lease): cancel it too.
             advance_run(run, RunStatus.CANCELED)
             run["completed_at"] = run["updated_at"] = time.time()
@@ -503,11 +497,7 @@ class Runner:
                 self.repo.mark_wake(run_id, now)
         if self.bus.active:
             self.bus.emit(Notice("task", run_id, task=task))
-        with self._handoff_lock:
-            first = not self._handoff
-            self._handoff.append(run_id)
-        if first:  # otherwise a drain is already scheduled and will take this one too
-            self.host.call_soon(self._drain_handoff)
+        self._handoff.add(run_id)
         return "accepted"
 
     def complete_callback(self, task_id: str, secret: str, body: Any) -> str:
@@ -568,12 +558,6 @@ class Runner:
             resolved_by="operation",
         )
 
-    def _drain_handoff(self) -> None:
-        with self._handoff_lock:
-            run_ids, self._handoff = self._handoff, []
-        for run_id in dict.fromkeys(run_ids):  # a run resolved twice resumes once
-            self._resume_soon(run_id)
-
     def _resume_soon(self, run_id: str) -> None:
         self._cancel_timer(run_id)
         self._resuming.add(run_id)
@@ -582,6 +566,7 @@ class Runner:
     # -- waiting for a run --------------------------------------------------------------
     async def wait_finished(self, run_id: str, timeout: float | None = None) -> dict[str, Any]:
         """Return the run record once it is finished (polls the store for other processes)."""
+        timeout = wait_limit(timeout, "timeout")  # NaN would wait for ever (SPEC §10)
         deadline = None if timeout is None else time.monotonic() + timeout
         event = self._changed.setdefault(run_id, asyncio.Event())
         while True:
@@ -604,6 +589,7 @@ class Runner:
 
     def close(self) -> None:
         """Cancel timers and background tasks (call on the home loop, or after it stopped)."""
+        self._leases.stop()
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()

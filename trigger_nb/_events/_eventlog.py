@@ -48,9 +48,10 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, cast
 
 from .._engine import JobDefinition, TaskStatus, new_run_record
-from .._exceptions import ConfigError, PayloadError
+from .._exceptions import PayloadError
 from .._keys import canonical_json
-from .._serde import epoch_seconds, iso
+from .._numbers import epoch, is_real, iso_utc, seconds
+from .._serde import iso
 from ._triggers import EventTrigger, event_matches
 
 if TYPE_CHECKING:
@@ -110,10 +111,9 @@ def _timestamp(value: Any, now: float) -> str:
     if value is None:
         return _iso(now)
     if isinstance(value, _dt.datetime):
-        moment = value if value.tzinfo else value.replace(tzinfo=_dt.timezone.utc)
-        return moment.astimezone(_dt.timezone.utc).isoformat()
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return _iso(float(value))
+        return iso_utc(value, "The event's timestamp", error=PayloadError)
+    if is_real(value):
+        return _iso(epoch(value, "The event's timestamp", error=PayloadError))
     if isinstance(value, str):
         try:
             parsed = _dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -170,21 +170,12 @@ def normalize_event(event: Any, *, now: float, default_id: str | None = None) ->
 
 def delivery_time(deliver_at: Any, deliver_after: Any, now: float) -> float:
     """When to deliver: ``deliver_at`` (datetime or epoch) wins over ``deliver_after``
-    (seconds from now, v2 §5.9); neither means now. Raises :class:`ConfigError`."""
+    (seconds from now, v2 §5.9); neither means now. Raises :class:`PayloadError` (they are
+    part of what is sent: a ``400`` at the receiver) for a value that is no date or duration."""
     if deliver_at is not None:
-        at = epoch_seconds(deliver_at, "deliver_at")
-        assert at is not None
-        return at
+        return epoch(deliver_at, "deliver_at", error=PayloadError)
     if deliver_after is not None:
-        if (
-            isinstance(deliver_after, bool)
-            or not isinstance(deliver_after, (int, float))
-            or deliver_after < 0
-        ):
-            raise ConfigError(
-                f"deliver_after must be a number of seconds >= 0, got {deliver_after!r}."
-            )
-        return now + float(deliver_after)
+        return now + seconds(deliver_after, "deliver_after", error=PayloadError)
     return now
 
 

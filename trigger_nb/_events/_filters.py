@@ -57,12 +57,20 @@ __all__ = [
 ]
 
 
-class HttpResponse(TypedDict):
-    """What a response filter sees of one HTTP response."""
-
+class _HttpResponseParts(TypedDict):
     status: int
     headers: Mapping[str, str]
     body: Any  # the parsed JSON, or the raw text (a str) when the body is not JSON
+
+
+class HttpResponse(_HttpResponseParts, total=False):
+    """What a response filter sees of one HTTP response.
+
+    ``body_is_json`` tells a JSON string body (``"ready"``, which a body filter may match) from
+    a body that is not JSON (text, which fails any body filter); without it a str body counts as
+    not JSON."""
+
+    body_is_json: bool
 
 
 class _Missing(enum.Enum):
@@ -278,7 +286,7 @@ def response_filter_matches(response: HttpResponse, response_filter: Mapping[str
     if "body" in response_filter:
         body = response.get("body", _MISSING)
         # v2 fails a body filter when response.json() throws; the caller hands us text then.
-        if body is _MISSING or isinstance(body, str):
+        if body is _MISSING or not response.get("body_is_json", not isinstance(body, str)):
             return False
         return _filter_matches(body, response_filter["body"])
     return True

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._exceptions import ConfigError
+from .._numbers import MAX_SECONDS, is_real
 from ._filters import event_filter_matches, validate_event_filter
 
 __all__ = [
@@ -264,17 +265,10 @@ def interval_trigger(seconds: float) -> IntervalTrigger:
     The first run is one interval after the job is defined; re-defining the job keeps the
     rhythm. Raises :class:`~trigger_nb.ConfigError` for anything but a number ≥ 1.
     """
-    if (
-        isinstance(seconds, bool)
-        or not isinstance(seconds, (int, float))
-        or not math.isfinite(seconds)
-    ):
+    if not is_real(seconds) or not (1 <= seconds <= MAX_SECONDS):  # also false for NaN
         raise ConfigError(
-            f"interval_trigger(seconds=...) needs a number of seconds, got {seconds!r}."
-        )
-    if seconds < 1:
-        raise ConfigError(
-            f"interval_trigger(seconds=...) must be at least 1 second, got {seconds!r}."
+            f"interval_trigger(seconds=...) needs a number of seconds from 1 to {MAX_SECONDS:g}, "
+            f"got {seconds!r}."
         )
     return IntervalTrigger(
         seconds=float(seconds) if not float(seconds).is_integer() else int(seconds)

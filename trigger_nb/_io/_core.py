@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._engine import Execution, JobDefinition, TaskSpec, is_control_flow
 from .._exceptions import ConfigError
+from .._numbers import seconds as _seconds
 from .._serde import epoch_seconds
 from ..retry import normalize_retry_options
 
@@ -40,9 +41,7 @@ def _callback_options(callback: Any) -> dict[str, Any] | None:
     if not callback.get("enabled", True):
         return None
     timeout = callback.get("timeout_in_seconds", callback.get("timeoutInSeconds", 3600))
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise ConfigError("callback timeout_in_seconds must be a number of seconds.")
-    return {"enabled": True, "timeout_in_seconds": float(timeout)}
+    return {"enabled": True, "timeout_in_seconds": _seconds(timeout, "callback timeout_in_seconds", positive=True)}
 
 
 class CoreIO:
@@ -122,8 +121,7 @@ class CoreIO:
         The deadline is fixed at the first execution (v2 §5.1): replays do not extend it.
         """
         _check_cache_key(key)
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
-            raise ConfigError(f"io.wait({key!r}, seconds): seconds must be a number, got {seconds!r}.")
+        duration = _seconds(seconds, f"io.wait({key!r}, seconds): seconds", allow_negative=True)
         await self._execution.run_task(
             TaskSpec(
                 cache_key=key,
@@ -131,7 +129,7 @@ class CoreIO:
                 icon="clock",
                 params={"seconds": seconds},
                 style={"style": "minimal"},
-                delay_until=time.time() + seconds if seconds > 0 else None,
+                delay_until=time.time() + duration if duration > 0 else None,
                 noop=True,
                 kind="wait",
             )

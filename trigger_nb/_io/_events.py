@@ -17,6 +17,7 @@ from .._engine import Execution, TaskSpec
 from .._events._eventlog import EventLog, normalize_event
 from .._events._triggers import apply_schema, event_rule
 from .._exceptions import ConfigError, PayloadError
+from .._numbers import seconds as _seconds
 from .._serde import epoch_seconds
 from ._core import _check_cache_key
 
@@ -30,21 +31,14 @@ def _event_id_for(task: Any, index: int | None = None) -> str:
     return base if index is None else f"{base}_{index}"
 
 
-def _seconds(value: Any, what: str, *, positive: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{what} must be a number of seconds, got {value!r}.")
-    if value < 0 or (positive and value == 0):
-        raise ConfigError(f"{what} must be {'> 0' if positive else '>= 0'} seconds, got {value!r}.")
-    return float(value)
-
-
 def _send_params(
     event: Any, deliver_at: Any, deliver_after: Any
 ) -> tuple[dict[str, Any], list[dict[str, str]]]:
     normalize_event(event, now=time.time(), default_id="-")  # PayloadError now: nothing stored
-    when = epoch_seconds(deliver_at, "deliver_at")
+    # Delivery options are part of the event sent (the receiver's 400), hence PayloadError.
+    when = epoch_seconds(deliver_at, "deliver_at", error=PayloadError)
     if deliver_after is not None:
-        _seconds(deliver_after, "deliver_after", positive=False)
+        _seconds(deliver_after, "deliver_after", error=PayloadError)
     properties = [{"label": "name", "text": event["name"]}]
     if event.get("id"):
         properties.append({"label": "ID", "text": str(event["id"])})
@@ -138,7 +132,7 @@ class EventsIO:
                 icon="send",
                 params={
                     "events": [dict(e) for e in events],
-                    "deliver_at": epoch_seconds(deliver_at, "deliver_at"),
+                    "deliver_at": epoch_seconds(deliver_at, "deliver_at", error=PayloadError),
                     "deliver_after": deliver_after,
                 },
                 properties=[{"label": "Total Events", "text": str(len(events))}],

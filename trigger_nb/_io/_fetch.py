@@ -282,6 +282,24 @@ async def _send(
     raise FetchError(message)
 
 
+def _http_client(request: RequestPlan) -> httpx.AsyncClient:
+    """The client of one operation: follows redirects, but sends the headers built with
+    ``redact_string`` to the request's own origin only (scheme, host and port)."""
+    import httpx  # only when a request is sent: a job without HTTP tasks never imports it
+
+    origin = httpx.URL(request.url)
+    hidden = request.secret_header_names
+
+    async def drop_secrets_elsewhere(outgoing: httpx.Request) -> None:
+        url = outgoing.url
+        if (url.scheme, url.host, url.port) != (origin.scheme, origin.host, origin.port):
+            for name in hidden:
+                outgoing.headers.pop(name, None)
+
+    hooks = {"request": [drop_secrets_elsewhere]} if hidden else {}
+    return httpx.AsyncClient(follow_redirects=True, event_hooks=hooks)
+
+
 def _still_waiting(ctx: OperationContext) -> bool:
     """Is the task still waiting for this operation? (Not canceled, not resolved elsewhere.)"""
     task = ctx.task
@@ -337,9 +355,7 @@ async def _run_fetch(
     """Send until a 2xx, retrying as ``strategies`` / ``timeout_plan.retry`` say (v2 §5.4)."""
     secrets = request.secrets()
     attempt = int(ctx.task.get("attempts") or 1)  # continues after a kernel restart
-    import httpx  # only when a request is sent: a job without HTTP tasks never imports it
-
-    async with httpx.AsyncClient(follow_redirects=True) as http:
+    async with _http_client(request) as http:
         while True:
             if not _still_waiting(ctx):
                 return None  # canceled or resolved meanwhile: nothing to report
@@ -367,7 +383,9 @@ async def _run_fetch(
                 if 200 <= status < 300:
                     _record(ctx, "fetch attempt", attempt, entry, secrets)
                     if response:
-                        return {"status": status, "headers": headers, "data": body}
+                        # A server may echo a request header back (a debug echo, a proxy):
+                        # never into the stored output (SPEC §8).
+                        return {"status": status, "headers": scrub(headers, secrets), "data": body}
                     return body
                 strategy = select_strategy(strategies, status, body, is_json)
                 retry_at = (
@@ -418,9 +436,7 @@ async def _run_poll(
     deadline = float(ctx.task.get("started_at") or time.time()) + timeout  # survives restarts
     number = _existing_attempts(ctx)
     timeouts = 0
-    import httpx  # only when a request is sent: a job without HTTP tasks never imports it
-
-    async with httpx.AsyncClient(follow_redirects=True) as http:
+    async with _http_client(request) as http:
         while True:
             if not _still_waiting(ctx):
                 return None
@@ -450,8 +466,9 @@ async def _run_poll(
             seen = HttpResponse(
                 status=reply.status_code,
                 headers=headers,
-                # A non-JSON body is text, which fails any body filter (v2).
+                # A non-JSON body is text, which fails any body filter (v2); a JSON string may match.
                 body=body if is_json else (body or ""),
+                body_is_json=is_json,
             )
             if response_filter_matches(seen, response_filter):
                 return body

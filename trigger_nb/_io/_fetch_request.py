@@ -9,13 +9,13 @@ Retry policy is ``trigger_nb._io._fetch_retry``; the network side is ``trigger_n
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .._exceptions import ConfigError
+from .._numbers import is_real
 from .._redact import RedactedString, conceal, reveal, secrets_in
 from ..retry import js_round, normalize_retry_options
 
@@ -82,9 +82,8 @@ def normalize_timeout(
     if "duration_in_ms" in timeout and "durationInMs" in timeout:
         raise ConfigError(f"{what}: duration_in_ms is given twice (snake_case and camelCase).")
     duration = timeout.get("duration_in_ms", timeout.get("durationInMs"))
-    if duration is not None and (
-        isinstance(duration, bool) or not isinstance(duration, (int, float)) or math.isnan(duration)
-    ):
+    # A huge int (10**400) is clamped like +inf (v2 clamps); only NaN and non-numbers are refused.
+    if duration is not None and (not is_real(duration) or duration != duration):
         raise ConfigError(
             f"{what}: duration_in_ms must be a number of milliseconds, not {duration!r}."
         )
@@ -116,6 +115,14 @@ class RequestPlan:
 
     def secrets(self) -> tuple[str, ...]:
         return secrets_in([list(self.headers), self.body])
+
+    @property
+    def secret_header_names(self) -> frozenset[str]:
+        """Lower-cased names of the headers built with ``redact_string``: never sent to
+        another origin on a redirect (httpx itself only drops ``Authorization``)."""
+        return frozenset(
+            name.lower() for name, value in self.headers if isinstance(value, RedactedString)
+        )
 
     def display(self) -> dict[str, Any]:
         """``request_init`` for the task's params: secrets shown as ``********``."""

@@ -30,8 +30,8 @@ accepted too; a strategy without ``"strategy"`` is a backoff.
 
 Small, documented differences from v2: ``unix_timestamp`` / ``unix_timestamp_in_ms`` accept a
 decimal fraction (v2's ``parseInt`` dropped it) and reject trailing garbage (``parseInt("12abc")``
-was 12); a pattern that can never match (``"5XX "``, ``"abc"``, ``"401,5xx"``) is a
-``ConfigError`` instead of a silent no-match.
+was 12); a pattern that can never match in v2 (``"5XX"`` — patterns are case-sensitive —
+``"abc"``, ``"401,5xx"``) is a ``ConfigError`` instead of a silent no-match.
 """
 
 from __future__ import annotations
@@ -67,13 +67,16 @@ _ARRAY_INDEX = re.compile(r"0|[1-9]\d*")
 
 
 def validate_status_pattern(pattern: Any) -> str:
-    """Return ``pattern`` normalised (trimmed, lower case) or raise ``ConfigError``."""
+    """Return ``pattern`` trimmed, or raise ``ConfigError`` for one that v2 would never match.
+
+    Case matters, as in v2 (``range.endsWith("xx")``): ``"5XX"`` never matched there, so it is
+    refused here with the spelling that works."""
     if not isinstance(pattern, str):
         raise ConfigError(
             f'retry keys are status patterns (strings such as "429" or "5xx"), not '
             f"{type(pattern).__name__} {pattern!r}."
         )
-    text = pattern.strip().lower()
+    text = pattern.strip()
     if (
         text == "all"
         or _EXACT.fullmatch(text)
@@ -88,10 +91,20 @@ def validate_status_pattern(pattern: Any) -> str:
         return text
     if "," in text and all(_EXACT.fullmatch(item.strip()) for item in text.split(",")):
         return text
+    hint = f' (v2 patterns are case-sensitive: write {text.lower()!r})' if text.lower() != text else ""
     raise ConfigError(
-        f'Unknown retry status pattern {pattern!r}. Use "all", an exact code "429", a list '
-        '"401,403" (exact codes only), a range "500-599", "5xx" or a prefix like "40x".'
+        f"Unknown retry status pattern {pattern!r}{hint}. It would never match: use \"all\", an "
+        'exact code "429", a list "401,403" (exact codes only), a range "500-599", "5xx" or a '
+        'prefix like "40x".'
     )
+
+
+def js_truthy(value: Any) -> bool:
+    """JavaScript truthiness of a JSON value: only ``false``, ``0``, ``""`` and ``null`` are
+    falsy (an empty object or array is truthy, unlike in Python)."""
+    if isinstance(value, (dict, list)):
+        return True
+    return bool(value)
 
 
 def status_matches(pattern: str, status: int) -> bool:
@@ -100,7 +113,7 @@ def status_matches(pattern: str, status: int) -> bool:
     ``pattern`` should be valid (see :func:`validate_status_pattern`); anything else never
     matches.
     """
-    text = pattern.strip().lower()
+    text = pattern.strip()
     if text == "all":
         return True
     if "," in text:  # v2 compares the items as strings: exact codes only
@@ -177,8 +190,9 @@ class RetryStrategy:
             return False
         if self.body_filter is None:
             return True
-        # v2: `if (!body) continue` — no JSON body, no match.
-        return body_is_json and body is not None and event_filter_matches(body, self.body_filter)
+        # v2: `if (!body) continue` — no JSON body, or a falsy one (false, 0, "", null), no
+        # match; {} and [] are truthy in JavaScript.
+        return body_is_json and js_truthy(body) and event_filter_matches(body, self.body_filter)
 
     def retry_at(
         self,

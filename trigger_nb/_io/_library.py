@@ -26,7 +26,6 @@ import asyncio
 import datetime as _dt
 import functools
 import inspect
-import math
 import random as _random
 import re
 import uuid as _uuid
@@ -36,6 +35,7 @@ from typing import Any
 from .._engine import Execution, JobDefinition, TaskSpec, current_parent, is_control_flow
 from .._exceptions import ConfigError, PayloadError
 from .._keys import display_key, slugify_job_id
+from .._numbers import finite
 from .._serde import error_record, json_tree
 from ..retry import js_round, standard_backoff
 from ._core import _check_cache_key
@@ -374,10 +374,7 @@ class LibraryIO:
         """
         _check_cache_key(key)
         for name, value in (("min", min), ("max", max)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigError(f"io.random({key!r}): {name} must be a number, got {value!r}.")
-            if not math.isfinite(value):
-                raise ConfigError(f"io.random({key!r}): {name} must be finite, got {value!r}.")
+            finite(value, f"io.random({key!r}): {name}")
         low, high, rounding = min, max, bool(round)
         bounds = f"min: {_js_number(low)}, max: {_js_number(high)}"  # as v2's messages print them
 

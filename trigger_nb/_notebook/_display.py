@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import html
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Collection
@@ -67,6 +68,9 @@ STATUS_COLOURS = {
 }
 
 
+_ARRAY_INDEX = re.compile(r"0|[1-9][0-9]*")
+
+
 def redact_paths(value: Any, paths: list[str] | None) -> Any:
     """v2's redactor (§2.11): replace the value at each dotted path with ``"[REDACTED]"``."""
     if not paths or not value:
@@ -76,7 +80,8 @@ def redact_paths(value: Any, paths: list[str] | None) -> Any:
         parts = str(path).split(".")
         node = value
         for i, part in enumerate(parts):
-            if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            # Only a canonical index ("1", not "01", " 1" or "١") names an array item in JS.
+            if isinstance(node, list) and _ARRAY_INDEX.fullmatch(part) and int(part) < len(node):
                 key: Any = int(part)
             elif isinstance(node, dict) and part in node:
                 key = part

@@ -33,6 +33,7 @@ from typing import Any, Protocol
 from urllib.parse import unquote
 
 from .._exceptions import EventFilterError, PayloadError
+from .._serde import MAX_JSON_DEPTH, json_depth_exceeds
 
 __all__ = [
     "CallbackOutcome",
@@ -82,7 +83,9 @@ class ReceiverBackend(Protocol):
         ...
 
     def events_token(self) -> str:
-        """The token a POST to ``/events`` must carry as ``Authorization: Bearer <token>``."""
+        """The token a POST to ``/events`` must carry as ``Authorization: Bearer <token>``
+        (``""``: none yet, every request is refused). Called for every such request, before
+        anything else: it must not write (a stranger's requests must not cost store writes)."""
         ...
 
 
@@ -283,11 +286,18 @@ def _parse_json(body: bytes, max_body_bytes: int) -> Any:
     if not text.strip():
         raise _Reject(400, "the body is empty; send a JSON document (null for no value)")
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        value = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         problem = f"{exc.msg} at line {exc.lineno} column {exc.colno}"
     except ValueError as exc:  # NaN or Infinity, from _reject_constant
         problem = str(exc)
     except RecursionError:
-        problem = "nested too deeply"
+        problem = f"nested too deeply: more than {MAX_JSON_DEPTH} levels"
+    else:
+        if json_depth_exceeds(value, MAX_JSON_DEPTH):
+            # Parsed here on a shallow stack, such a body could still fail to be stored or
+            # replayed deeper in a kernel: accept only what the engine can keep (SPEC §9).
+            problem = f"nested too deeply: more than {MAX_JSON_DEPTH} levels"
+        else:
+            return value
     raise _Reject(400, f"the body is not valid JSON ({problem}); send a JSON document")

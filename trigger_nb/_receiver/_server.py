@@ -43,6 +43,11 @@ logger = logging.getLogger("trigger_nb.receiver")
 _DISCARD_BYTES = 64 * 1024 * 1024
 # Bounded timeouts (STYLE habit 4): a stalled upload or an idle keep-alive connection must not
 # hold a socket forever.
+# Request line + headers: over _MAX_HEADER_BYTES the answer is 431. tornado reads up to
+# _READ_HEADER_BYTES before its own limit drops the connection without an answer, so the
+# client of a merely too-big header (a huge cookie, a runaway proxy) is told what is wrong.
+_MAX_HEADER_BYTES = 64 * 1024
+_READ_HEADER_BYTES = 1024 * 1024
 _BODY_TIMEOUT_S = 60.0
 _IDLE_CONNECTION_TIMEOUT_S = 120.0
 _START_TIMEOUT_S = 10.0
@@ -70,6 +75,20 @@ class _RequestHandler(tornado.web.RequestHandler):
 
     def prepare(self) -> None:
         connection = self.request.connection
+        request = self.request
+        header_bytes = len(request.method or "") + len(request.uri or "") + 12 + sum(
+            len(name) + len(value) + 4 for name, value in request.headers.get_all()
+        )
+        if header_bytes > _MAX_HEADER_BYTES:
+            self._send(
+                error_response(
+                    431,
+                    f"the request line and headers are {header_bytes} bytes, over the receiver's "
+                    f"limit of {_MAX_HEADER_BYTES}; send smaller headers",
+                ),
+                close_connection=True,
+            )
+            return
         if isinstance(connection, HTTP1Connection):
             connection.set_max_body_size(self._max_body_bytes + _DISCARD_BYTES)
         declared = self.request.headers.get("Content-Length", "")
@@ -184,6 +203,7 @@ class _ServerThread(threading.Thread):
         server = tornado.httpserver.HTTPServer(
             application,
             body_timeout=_BODY_TIMEOUT_S,
+            max_header_size=_READ_HEADER_BYTES,
             idle_connection_timeout=_IDLE_CONNECTION_TIMEOUT_S,
         )
         server.add_sockets(self._sockets)

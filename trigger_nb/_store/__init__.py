@@ -6,7 +6,7 @@ May import: the shared leaves (``_exceptions``) only; everything else sits above
 from .._config import is_store_url
 from ._base import Store
 from ._memory import MemoryStore
-from ._repository import LEASE_TTL, Repository, holder_dead
+from ._repository import LEASE_TTL, Lease, Repository, holder_dead
 
 
 def open_store(location: str) -> Store:
@@ -30,4 +30,13 @@ def store_exists(directory: str) -> bool:
     return database_exists(directory)
 
 
-__all__ = ["LEASE_TTL", "MemoryStore", "Repository", "Store", "holder_dead", "open_store", "store_exists"]
+__all__ = [
+    "LEASE_TTL",
+    "Lease",
+    "MemoryStore",
+    "Repository",
+    "Store",
+    "holder_dead",
+    "open_store",
+    "store_exists",
+]

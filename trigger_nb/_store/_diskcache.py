@@ -19,7 +19,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import wraps
 from typing import Any, TypeVar
 
@@ -27,9 +27,7 @@ import diskcache
 
 from .._exceptions import StoreError
 from ._base import Store
-from ._codec import dumps_record
-
-_encode = dumps_record
+from ._codec import encode_record
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -75,6 +73,12 @@ def _explain(path: str, exc: BaseException) -> StoreError:
             f"The trigger_nb store at {path!r} is corrupt ({text}). Move the directory "
             f"aside (keep it if you need to recover runs) and start with a fresh one. {_REMEDY}."
         )
+    if "disk is full" in text or getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
+        return StoreError(
+            f"The disk holding the trigger_nb store at {path!r} is full ({text}). Free some space "
+            "on it (`trigger-nb forget RUN_ID` removes old runs), or point TRIGGER_NB_DIR (or "
+            "`%job config --dir PATH`, or TriggerClient(dir=...)) at a disk with room."
+        )
     if "readonly" in text or "read-only" in text or getattr(exc, "errno", None) in (
         errno.EACCES,
         errno.EPERM,
@@ -105,6 +109,56 @@ class _ChunkReader:
         return data
 
 
+def _make_private(path: str, *, created: bool) -> None:
+    """SPEC §10: the store holds callback secrets and the events token, so its directory is
+    ``0700`` and its files ``0600`` whatever the umask. The database is created here, ``0600``,
+    before SQLite opens it: SQLite gives its ``-wal`` and ``-shm`` files the database's mode
+    (and fchmods them to it, past the umask). A store made by an earlier version is tightened;
+    a directory that holds other things than a store keeps its mode (the files stay private)."""
+    database = os.path.join(path, "cache.db")
+    if created or os.path.exists(database) or not os.listdir(path):
+        os.chmod(path, 0o700)
+    fd = os.open(database, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    for suffix in ("-wal", "-shm"):
+        with suppress(FileNotFoundError):
+            os.chmod(database + suffix, 0o600)
+
+
+class _PrivateDisk(diskcache.Disk):
+    """diskcache's ``Disk`` writing value files ``0600`` in ``0700`` directories (big values
+    live in files of their own: ``Disk._write`` would create them with the umask's mode)."""
+
+    def _write(self, full_path: str, iterator: Any, mode: str, encoding: str | None = None) -> int:
+        full_dir = os.path.dirname(full_path)
+
+        def private(file: str, flags: int) -> int:
+            fd = os.open(file, flags, 0o600)
+            os.fchmod(fd, 0o600)  # past a umask that would leave it narrower
+            return fd
+
+        for count in range(1, 11):  # as diskcache: another process may remove the directory
+            for directory in (os.path.dirname(full_dir), full_dir):  # <store>/ab/cd/
+                with suppress(OSError):
+                    os.mkdir(directory, 0o700)
+            try:
+                writer = open(full_path, mode, encoding=encoding, opener=private)  # noqa: SIM115
+            except OSError:
+                if count == 10:
+                    raise
+                continue
+            with writer:
+                size = 0
+                for chunk in iterator:
+                    size += len(chunk)
+                    writer.write(chunk)
+                return size
+        raise AssertionError("unreachable")
+
+
 def database_exists(directory: str | os.PathLike[str]) -> bool:
     """Does ``directory`` hold a diskcache database (a store some process created)?"""
     return os.path.isfile(os.path.join(os.fspath(directory), diskcache.core.DBNAME))
@@ -119,14 +173,17 @@ class DiskcacheStore(Store):
         if os.path.exists(path) and not os.path.isdir(path):
             raise StoreError(f"The trigger_nb store path {path!r} is not a directory. {_REMEDY}.")
         try:
-            os.makedirs(path, exist_ok=True)
+            created = not os.path.exists(path)
+            os.makedirs(path, mode=0o700, exist_ok=True)
         except OSError as exc:
             raise _explain(path, exc) from exc
         if not os.access(path, os.W_OK | os.X_OK):
             raise StoreError(f"The trigger_nb store at {path!r} is not writable. {_REMEDY}.")
         try:
+            _make_private(path, created=created)
             self._cache = diskcache.Cache(
                 path,
+                disk=_PrivateDisk,
                 eviction_policy="none",
                 # No culling pass after each write: nothing here expires or is ever evicted, and
                 # the pass costs two extra queries per set (SPEC §13).
@@ -175,7 +232,7 @@ class DiskcacheStore(Store):
         # Most puts replace a small record (a run or task record, again): one UPDATE of the
         # row in place, instead of Cache.set's BEGIN / SELECT / UPDATE / COMMIT. A new key, or
         # an old value kept in a file (which must be removed), takes Cache.set.
-        data = _encode(value)
+        data = encode_record(key, value)
         with self._write_lock:
             if len(data) < self._min_file_size:
                 now = time.time()
@@ -189,7 +246,7 @@ class DiskcacheStore(Store):
         # BEGIN / SELECT / INSERT-or-UPDATE / COMMIT: half the cost of a task's first write
         # (SPEC §13). The row is what Cache.set stores for a small str (MODE_RAW, no file);
         # an existing key (IntegrityError on the (key, raw) unique index) takes Cache.set.
-        data = _encode(value)
+        data = encode_record(key, value)
         with self._write_lock:
             if len(data) < self._min_file_size:
                 now = time.time()

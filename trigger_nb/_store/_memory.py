@@ -10,9 +10,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from ._base import Store
-
-# One encoder for every record: json.dumps(separators=...) would build a new one per call.
-_encode = json.JSONEncoder(separators=(",", ":")).encode
+from ._codec import encode_record
 
 
 class MemoryStore(Store):
@@ -34,7 +32,7 @@ class MemoryStore(Store):
         return [(k, decode(v)) for k, v in items if not isinstance(v, bytes)]
 
     def put(self, key: str, value: Any) -> None:
-        raw = _encode(value)
+        raw = encode_record(key, value)
         with self._lock:
             self._data[key] = raw
 

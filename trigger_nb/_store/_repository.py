@@ -8,6 +8,7 @@ Layout (all values JSON records unless noted)::
     wake/{run_id}                    "resume me": a task was resolved, maybe by another process
     hist/{run_id}/{n}                execution n's journal: [task id, outcome, attempts] per task
     cb/{task_id}                     callback index: task id -> run id, idempotency key, job id
+    exec/{run_id}                    the run is EXECUTING (found by a scan of keys: orphans)
     idx/job/{job_id}/{run_id}        run index by job: {}
     idx/status/{status}/{run_id}     run index by status: {"job_id", "wake_at"} (not EXECUTING)
     meta/run-index                   {"version": 1} once every run is in the indexes
@@ -23,6 +24,7 @@ Backend-agnostic: a second backend only implements :class:`Store`.
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import socket
@@ -30,11 +32,14 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .._exceptions import RunBusyError
+from .._exceptions import RunBusyError, StoreError
+from .._keys import task_id_for
 from ._base import Store
-from ._codec import loads_record
+from ._codec import loads_exact, loads_record
 
-#: A lease not renewed for this long is free (its holder died or hung).
+log = logging.getLogger("trigger_nb")
+
+#: A lease not renewed for this long is free (its holder died, hung or was stopped).
 LEASE_TTL = 60.0
 
 
@@ -49,50 +54,134 @@ def _as_text(text: str) -> str:
     return text
 
 
-def _pid_alive(pid: int) -> bool:
+def _read(path: str) -> str | None:
     try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            # Field 3 is the state; a zombie (Z) or dead (X) process holds nothing.
-            state = fh.read().rsplit(b")", 1)[1].split()[0]
-            return state not in (b"Z", b"X")
-    except FileNotFoundError:
-        return False
+        with open(path, "rb") as fh:
+            return fh.read().decode("ascii", "replace").strip()
     except OSError:
-        pass
+        return None
+
+
+def _proc_stat(pid: int) -> tuple[str, str] | None:
+    """``(state, start time)`` of a process from ``/proc/<pid>/stat``, or ``None`` if absent."""
+    text = _read(f"/proc/{pid}/stat")
+    if text is None:
+        return None
+    fields = text.rsplit(")", 1)[-1].split()  # the command name may hold spaces and ")"
+    return (fields[0], fields[19]) if len(fields) > 19 else None
+
+
+def _machine() -> str:
+    """What must be equal for a peer's PID to mean anything here: the kernel boot (boot id)
+    and the PID namespace (a container sees other PIDs). Empty where it cannot be read."""
+    boot = _read("/proc/sys/kernel/random/boot_id")
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        namespace = os.readlink("/proc/self/ns/pid").partition("[")[2].rstrip("]")
+    except OSError:
+        namespace = ""
+    return f"{boot[:8]}.{namespace}" if boot and namespace else ""
 
 
 def new_holder_id() -> str:
-    """``host:pid:nonce`` — unique per client, and lets a same-host peer see if we died."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+    """``host:pid:nonce:start:machine`` — unique per client; lets a peer that shares this
+    kernel and PID namespace tell for sure that we died (SPEC §10: never the PID alone)."""
+    stat = _proc_stat(os.getpid())
+    start = stat[1] if stat else ""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}:{start}:{_machine()}"
 
 
 def holder_dead(holder: str) -> bool:
-    """Whether ``holder`` (a :func:`new_holder_id`) is a process of this host that is gone; a
-    holder on another host is never known to be dead."""
-    host, _, rest = holder.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
+    """True only when ``holder`` certainly no longer runs: same host, same boot, same PID
+    namespace, and its PID is gone, a zombie, or now another process (another start time).
+    Anything else — another machine or container, an old-style id, unreadable ``/proc`` —
+    is judged by the lease's expiry alone."""
+    parts = holder.split(":")
+    if len(parts) != 5:
         return False
-    return not _pid_alive(int(pid_text))
+    host, pid, _nonce, start, machine = parts
+    if host != socket.gethostname() or not machine or machine != _machine() or not pid.isdigit():
+        return False
+    stat = _proc_stat(int(pid))
+    return stat is None or stat[0] in ("Z", "X") or stat[1] != start
+
+
+class Lease:
+    """The lease an execution holds: ``fence`` is the run's lease generation when it was taken.
+    Every write of the execution is checked against it (:meth:`Repository.check_lease`)."""
+
+    __slots__ = ("expires_at", "fence", "holder", "run_id")
+
+    def __init__(self, run_id: str, holder: str, fence: int, expires_at: float) -> None:
+        self.run_id = run_id
+        self.holder = holder
+        self.fence = fence
+        self.expires_at = expires_at
+
+    def held_in(self, run: dict[str, Any] | None) -> bool:
+        stored = (run or {}).get("lease") or {}
+        return stored.get("holder") == self.holder and stored.get("fence") == self.fence
+
+    def lost(self, run: dict[str, Any] | None) -> RunBusyError:
+        taker = str(((run or {}).get("lease") or {}).get("holder") or "")
+        if run is None:
+            why = "the run was forgotten meanwhile"
+        else:
+            why = f"{taker} took it over" if taker else "it was taken over and released meanwhile"
+        return RunBusyError(
+            f"Run {self.run_id}: this process lost the run's lease ({why}), so this execution "
+            "stops without writing: the lease was not renewed in time (the process was stopped "
+            "or suspended, or the machine slept). The run goes on where it is executed now.",
+            holder=taker,
+        )
+
+
+class _Undecodable:
+    """Stands for a stored text that is not a record (see :func:`_tolerant`)."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+def _tolerant(decode: Callable[[str], Any]) -> Callable[[str], Any]:
+    """``decode`` that returns an :class:`_Undecodable` instead of raising, so that one bad
+    record does not abort a scan of many."""
+
+    def decode_or_mark(text: str) -> Any:
+        try:
+            return decode(text)
+        except ValueError as exc:  # json and orjson decode errors are ValueErrors
+            return _Undecodable(exc)
+
+    return decode_or_mark
+
+
+def _undecodable(store: Store, run_id: str, key: str, error: BaseException) -> StoreError:
+    return StoreError(
+        f"Run {run_id}: the record {key!r} in the store at {store.location!r} cannot be decoded "
+        f"({error}). Forget the run (`trigger-nb forget {run_id}`, client.forget) to remove it; "
+        "other runs are not affected."
+    )
 
 
 class Repository:
     """Typed access to runs, tasks and leases on top of a :class:`Store`."""
 
-    def __init__(self, store: Store, *, holder: str | None = None) -> None:
+    def __init__(
+        self, store: Store, *, holder: str | None = None, lease_ttl: float = LEASE_TTL
+    ) -> None:
         self.store = store
         self.holder = holder or new_holder_id()
+        #: Seconds a lease lasts unless renewed (SPEC §10); ``TRIGGER_NB_LEASE_TTL``.
+        self.lease_ttl = lease_ttl
 
     # -- runs ---------------------------------------------------------------------------
     def load_run(self, run_id: str) -> dict[str, Any] | None:
-        return self.store.get(f"run/{run_id}")
+        """The run record, or ``None``; :class:`StoreError` naming the run if it cannot be
+        decoded (SPEC §10: that one run fails, the others and ``forget`` keep working)."""
+        try:
+            return self.store.get(f"run/{run_id}")
+        except ValueError as exc:
+            raise _undecodable(self.store, run_id, f"run/{run_id}", exc) from None
 
     def save_run(self, run: dict[str, Any], *, stored: Any = _UNREAD) -> None:
         """Store the run record and move its index entries, in one transaction.
@@ -101,7 +190,7 @@ class Repository:
         caller read it in its own open transaction: saves reading it again."""
         run_id, status, job_id = run["id"], run["status"], run.get("job_id")
         with self.store.transaction():
-            old = self.store.get(f"run/{run_id}") if stored is _UNREAD else stored
+            old = self._stored_run(run_id) if stored is _UNREAD else stored
             if old is None and job_id is not None:
                 self.store.put_new(f"idx/job/{job_id}/{run_id}", {})
             old_status = None if old is None else old["status"]
@@ -123,11 +212,7 @@ class Repository:
         """Run records, optionally only those of ``job_id`` and/or in ``status``. With a
         filter, reads only the matching runs (through the indexes); without, every run."""
         if (job_id is None and status is None) or (job_id is None and status == _UNINDEXED):
-            return [
-                record
-                for _, record in self.store.scan("run/")
-                if status is None or record["status"] == status
-            ]
+            return [r for r in self._scan_runs() if status is None or r["status"] == status]
         self._ensure_run_index()
         candidates: set[str] | None = None
         if job_id is not None:
@@ -138,7 +223,7 @@ class Repository:
         assert candidates is not None
         records = []
         for run_id in sorted(candidates):
-            record = self.load_run(run_id)
+            record = self._stored_run(run_id)
             if (
                 record is not None
                 and (job_id is None or record["job_id"] == job_id)
@@ -168,8 +253,8 @@ class Repository:
             if self.store.get("meta/run-index") is None:
                 for prefix in ("idx/job/", "idx/status/"):
                     self.store.delete_prefix(prefix)
-                for run_id, run in self.store.scan("run/"):
-                    run_id = run_id[len("run/") :]
+                for run in self._scan_runs():
+                    run_id = run["id"]
                     self.store.put(f"idx/job/{run.get('job_id')}/{run_id}", {})
                     if run["status"] != _UNINDEXED:
                         self.store.put(
@@ -179,27 +264,52 @@ class Repository:
                 self.store.put("meta/run-index", {"version": 1})
         self._indexed = True
 
+    def _scan_runs(self) -> list[dict[str, Any]]:
+        """Every decodable run record; an undecodable one is left out with a warning that
+        names it (reading it with :meth:`load_run` gives the :class:`StoreError`)."""
+        runs = []
+        for key, record in self.store.scan("run/", decode=_tolerant(loads_exact)):
+            if isinstance(record, _Undecodable):
+                log.warning("%s", _undecodable(self.store, key[4:], key, record.error))
+            else:
+                runs.append(record)
+        return runs
+
+    def _stored_run(self, run_id: str) -> dict[str, Any] | None:
+        """The stored run record; ``None`` if absent or undecodable (index upkeep only)."""
+        try:
+            return self.store.get(f"run/{run_id}")
+        except ValueError:
+            return None
+
     def forget(self, run_id: str) -> int:
         """Delete a run and everything under it; returns how many records went."""
         with self.store.transaction():
             count = 0
-            run = self.load_run(run_id)
-            if run is not None:
-                self.store.delete(f"idx/job/{run.get('job_id')}/{run_id}")
-                self.store.delete(f"idx/status/{run['status']}/{run_id}")
-            for task in self.load_tasks(run_id):
-                count += self.store.delete(f"cb/{task['id']}")
+            for key, task in self.store.scan(f"task/{run_id}/", decode=_tolerant(loads_record)):
+                # An undecodable record goes too: its id is derived from its key.
+                task_id = task_id_for(key.rsplit("/", 1)[1]) if isinstance(task, _Undecodable) else task["id"]
+                count += self.store.delete(f"cb/{task_id}")
             # kv/run/...: a later run with the same (derived) id must not see stale values.
             for prefix in (f"task/{run_id}/", f"blob/{run_id}/", f"hist/{run_id}/", f"kv/run/{run_id}/"):
                 count += self.store.delete_prefix(prefix)
             self.store.delete(f"wake/{run_id}")
+            self.store.delete(f"exec/{run_id}")
+            run = self._stored_run(run_id)
+            if run is not None:
+                self.store.delete(f"idx/job/{run.get('job_id')}/{run_id}")
+                self.store.delete(f"idx/status/{run['status']}/{run_id}")
             count += self.store.delete(f"run/{run_id}")
         return count
 
     # -- tasks --------------------------------------------------------------------------
     def load_tasks(self, run_id: str) -> list[dict[str, Any]]:
         """All task records of a run, in first-seen order, in one store read."""
-        tasks = [record for _, record in self.store.scan(f"task/{run_id}/", decode=loads_record)]
+        tasks = []
+        for key, record in self.store.scan(f"task/{run_id}/", decode=_tolerant(loads_record)):
+            if isinstance(record, _Undecodable):
+                raise _undecodable(self.store, run_id, key, record.error)
+            tasks.append(record)
         tasks.sort(key=lambda t: t.get("seq", 0))
         return tasks
 
@@ -223,23 +333,26 @@ class Repository:
         blob: bytes | Iterable[bytes] | None = None,
         index_callback: bool = False,
         job_id: str | None = None,
+        lease: Lease | None = None,
         new: bool = False,
     ) -> None:
         """Store a task record (``None``/``False`` fields left out: smaller records replay
         faster). ``blob``: its output as bytes (pickled) or byte chunks (a large JSON output,
         streamed to the store); ``index_callback``: register its callback id
         (with the run's ``job_id``, so a receiver knows whether it runs that job itself);
-        ``new``: the record was never stored (a cheaper write, see ``Store.put_new``)."""
+        ``lease``: the writing execution's lease, checked in the same transaction
+        (:class:`RunBusyError` if it was lost, and nothing is written); ``new``: the record was
+        never stored (a cheaper write, see ``Store.put_new``)."""
         key = f"task/{task['run_id']}/{task['idempotency_key']}"
         lean = {k: v for k, v in task.items() if v is not None and v is not False}
-        if blob is None and not index_callback:
-            if new:
-                self.store.put_new(key, lean)
-            else:
-                self.store.put(key, lean)
+        put = self.store.put_new if new else self.store.put
+        if blob is None and not index_callback and lease is None:
+            put(key, lean)
             return
         with self.store.transaction():
-            self.store.put(key, lean)
+            if lease is not None:
+                self.check_lease(lease)
+            put(key, lean)
             if isinstance(blob, bytes):
                 self.store.put_blob(f"blob/{task['run_id']}/{task['idempotency_key']}", blob)
             elif blob is not None:
@@ -255,9 +368,14 @@ class Repository:
         task: dict[str, Any],
         condition: Callable[[dict[str, Any]], bool],
         changes: dict[str, Any],
+        *,
+        lease: Lease | None = None,
     ) -> bool:
-        """Atomically apply ``changes`` to the stored task if ``condition(stored)`` holds."""
+        """Atomically apply ``changes`` to the stored task if ``condition(stored)`` holds
+        (and ``lease``, if given, is still held: else :class:`RunBusyError`)."""
         with self.store.transaction():
+            if lease is not None:
+                self.check_lease(lease)
             stored = self.load_task(task["run_id"], task["idempotency_key"])
             if stored is None or not condition(stored):
                 return False
@@ -306,44 +424,90 @@ class Repository:
     def pending_wakes(self) -> list[str]:
         return [key.split("/", 1)[1] for key in self.store.keys("wake/")]
 
-    # -- leases (SPEC §10: one executing process per run) ---------------------------------
+    # -- leases (SPEC §10: one executing process per run, fenced) ------------------------
     # The lease lives in the run record (``run["lease"]``), which an execution reads and writes
     # in its first and last transactions anyway: taking and releasing it costs no extra query.
-    def take_lease(self, run: dict[str, Any], *, ttl: float = LEASE_TTL) -> None:
-        """Put our lease into ``run`` (the caller saves it, in its transaction) or raise
-        :class:`RunBusyError` naming the live holder."""
+    # ``run["fence"]`` counts the leases ever taken on the run; a lease carries the count of
+    # its taking. Each write of an execution checks, in the write's own transaction, that the
+    # stored lease is still its own (holder *and* fence): a holder that was stopped past its
+    # expiry and taken over can never write again, even if its old lease had been released.
+    def take_lease(self, run: dict[str, Any], *, ttl: float | None = None) -> Lease:
+        """Put a new lease of ours into ``run`` (the caller saves it, in its transaction) and
+        return it; :class:`RunBusyError` naming the holder if another one holds it."""
+        ttl = self.lease_ttl if ttl is None else ttl
         now = time.time()
+        if not self.lease_is_free(run, now):
+            holder = run["lease"]["holder"]
+            raise RunBusyError(
+                f"Run {run['id']} is being executed by another process ({holder}). Wait for it "
+                "to finish or suspend (use --wait / run.wait()), or stop that process; its lease "
+                "expires by itself within "
+                f"{int(max(0.0, run['lease']['expires_at'] - now)) + 1} s if it died.",
+                holder=holder,
+            )
+        fence = int(run.get("fence") or 0) + 1
+        run["fence"] = fence
+        run["lease"] = {"holder": self.holder, "expires_at": now + ttl, "fence": fence}
+        return Lease(run["id"], self.holder, fence, now + ttl)
+
+    def lease_is_free(self, run: dict[str, Any], now: float | None = None) -> bool:
+        """True unless another holder's lease is unexpired and that holder may be alive."""
         lease = run.get("lease")
-        if lease and lease["holder"] != self.holder and lease["expires_at"] > now:
-            if not holder_dead(lease["holder"]):
-                raise RunBusyError(
-                    f"Run {run['id']} is being executed by another process ({lease['holder']}). "
-                    "Wait for it to finish or suspend (use --wait / run.wait()), or stop that "
-                    f"process; its lease expires by itself within {int(ttl)} s if it died.",
-                    holder=lease["holder"],
-                )
-        run["lease"] = {"holder": self.holder, "expires_at": now + ttl}
+        if not lease or lease["holder"] == self.holder:
+            return True
+        return lease["expires_at"] <= (time.time() if now is None else now) or holder_dead(
+            lease["holder"]
+        )
 
-    def acquire_lease(self, run_id: str, *, ttl: float = LEASE_TTL) -> None:
-        """Take the stored run's lease or raise :class:`RunBusyError` naming the live holder."""
+    def acquire_lease(self, run_id: str, *, ttl: float | None = None) -> Lease | None:
+        """Take the stored run's lease (``None`` if there is no such run) or raise
+        :class:`RunBusyError` naming the live holder."""
         with self.store.transaction():
             run = self.load_run(run_id)
-            if run is not None:
-                self.take_lease(run, ttl=ttl)
-                self.save_run(run)
+            if run is None:
+                return None
+            lease = self.take_lease(run, ttl=ttl)
+            self.save_run(run)
+            return lease
 
-    def renew_lease(self, run_id: str, *, ttl: float = LEASE_TTL) -> None:
-        with self.store.transaction():
-            run = self.load_run(run_id)
-            lease = (run or {}).get("lease")
-            if run is not None and (lease is None or lease["holder"] == self.holder):
-                run["lease"] = {"holder": self.holder, "expires_at": time.time() + ttl}
-                self.save_run(run)
+    def check_lease(self, lease: Lease) -> dict[str, Any]:
+        """The stored run, if ``lease`` is still the one stored; else :class:`RunBusyError`.
+        Call inside the transaction of the write it guards."""
+        run = self.load_run(lease.run_id)
+        if run is None or not lease.held_in(run):
+            raise lease.lost(run)
+        return run
 
-    def release_lease(self, run_id: str) -> None:
+    def renew_lease(self, lease: Lease, *, ttl: float | None = None) -> bool:
+        """Extend ``lease`` if it is still ours (fenced); False if it was lost."""
+        ttl = self.lease_ttl if ttl is None else ttl
         with self.store.transaction():
-            run = self.load_run(run_id)
-            lease = (run or {}).get("lease")
-            if run is not None and lease is not None and lease["holder"] == self.holder:
+            run = self.load_run(lease.run_id)
+            if run is None or not lease.held_in(run):
+                return False
+            lease.expires_at = time.time() + ttl
+            run["lease"] = {"holder": lease.holder, "expires_at": lease.expires_at, "fence": lease.fence}
+            self.save_run(run)
+            return True
+
+    def release_lease(self, lease: Lease) -> None:
+        """Drop ``lease`` if it is still the stored one (a lost lease is someone else's now)."""
+        with self.store.transaction():
+            run = self.load_run(lease.run_id)
+            if run is not None and lease.held_in(run):
                 run["lease"] = None
                 self.save_run(run)
+
+    # -- runs being executed (orphans are resumed: SPEC §10) --------------------------------
+    def mark_executing(self, run_id: str) -> None:
+        """Note that ``run_id`` is EXECUTING (in the transaction that makes it so); a store
+        that pushes notices tells other processes, which then watch its lease (orphans)."""
+        self.store.put(f"exec/{run_id}", {})
+        self.store.notify("exec")
+
+    def clear_executing(self, run_id: str) -> None:
+        self.store.delete(f"exec/{run_id}")
+
+    def executing_runs(self) -> list[str]:
+        """Runs marked EXECUTING, by any process (a cheap key scan, no record read)."""
+        return [key.split("/", 1)[1] for key in self.store.keys("exec/")]
