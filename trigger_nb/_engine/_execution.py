@@ -38,11 +38,11 @@ from .._keys import display_key, idempotency_key, task_id_for
 from .._numbers import epoch
 from .._serde import DEFAULT_OUTPUT_LIMIT, error_record, jsonable_for_display
 from .._store import Lease, Repository
-from .._store._codec import loads_record
 from ..retry import calculate_retry_at
 from ._bus import Notice, NoticeBus
 from ._control import Canceled, ControlFlow, ExecutionClosing, Suspend
 from ._outputs import prepare_output, stored_output
+from ._records import TaskRecords
 from ._spec import TaskHandle, TaskSpec
 from ._states import TaskStatus, advance_task
 from ._threads import run_sync_callback
@@ -119,13 +119,7 @@ class Execution:
         self.make_callback_url = callback_url
         self.start_operation = start_operation
         self.clock = clock
-        #: Task records by key; a ``str`` is still stored JSON (``load_task_texts``), decoded when
-        #: reached and kept only if it may change (a replayed record is used and dropped).
-        self.records: dict[str, dict[str, Any] | str] = (
-            dict(tasks) if isinstance(tasks, dict) else {t["idempotency_key"]: t for t in tasks}
-        )
-        self._next_seq: int | None = None  # computed when the first new task needs one
-        self._fresh: set[str] = set()  # keys of records created here, not stored yet
+        self.records = TaskRecords(tasks, lambda key, exc: repo.undecodable(run["id"], key, exc))
         self.visited: set[str] = set()
         #: What happened to each task in this execution, in order: ``(task_id, outcome,
         #: attempts)`` with outcome ``ran | replayed | failed | retry | waiting`` (tuples: the
@@ -162,11 +156,6 @@ class Execution:
         self.visited.add(key)
         record = self.records.get(key)
         if record is not None:
-            if record.__class__ is str:
-                record = loads_record(record)
-                if record["status"] != TaskStatus.COMPLETED:
-                    self.records[key] = record  # it may change in this execution: keep it
-            assert isinstance(record, dict)
             status = record["status"]
             if status == TaskStatus.COMPLETED:
                 self.journal.append((record["id"], "replayed", record["attempts"]))
@@ -492,11 +481,7 @@ class Execution:
         self, spec: TaskSpec, key: str, parent_id: str | None, now: float, *, seq: int | None = None
     ) -> dict[str, Any]:
         if seq is None:
-            if self._next_seq is None:
-                self._next_seq = max((r.get("seq", 0) for r in self.iter_records()), default=0) + 1
-            seq = self._next_seq
-            self._next_seq += 1
-            self._fresh.add(key)
+            seq = self.records.new_seq(key)
         cache_key = spec.cache_key
         record: dict[str, Any] = {
             "id": task_id_for(key),
@@ -533,17 +518,11 @@ class Execution:
 
     def cancel_unfinished(self) -> None:
         """The run was canceled: store every task still waiting or running as CANCELED."""
-        for record in self.iter_records():
+        for record in self.records.all():
             if record["status"] in (TaskStatus.WAITING, TaskStatus.RUNNING, TaskStatus.PENDING):
                 advance_task(record, TaskStatus.CANCELED)
                 record.pop("callback_pending", None)
                 self.repo.save_task(record)
-
-    def iter_records(self) -> Iterator[dict[str, Any]]:
-        """Every task record known to this execution, decoded (records still stored as text
-        are decoded for the caller and not kept)."""
-        for record in list(self.records.values()):
-            yield loads_record(record) if isinstance(record, str) else record
 
     def _save(
         self,
@@ -552,8 +531,7 @@ class Execution:
         blob: bytes | Iterator[bytes] | None = None,
         index_callback: bool = False,
     ) -> None:
-        new = record["idempotency_key"] in self._fresh
-        self._fresh.discard(record["idempotency_key"])
+        new = self.records.first_write(record["idempotency_key"])
         self._fenced(
             self.repo.save_task,
             record,

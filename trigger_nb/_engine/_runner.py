@@ -222,6 +222,8 @@ class Runner:
             current_parent.reset(top_level)
         execution.closing = True
         await execution.wait_idle()  # every concurrent branch finished or suspended (SPEC §4.4)
+        if execution.records.corrupt is not None:
+            raise execution.records.corrupt  # an undecodable record: the caller gets StoreError
         if execution.canceled:
             outcome = "canceled"
         elif outcome == "success" and execution.suspensions:

@@ -323,6 +323,10 @@ class Repository:
         n = len(prefix)
         return {key[n:]: text for key, text in self.store.scan(prefix, decode=_as_text)}
 
+    def undecodable(self, run_id: str, idempotency_key: str, error: BaseException) -> StoreError:
+        """The error for a task record of ``run_id`` that cannot be decoded (names the run)."""
+        return _undecodable(self.store, run_id, f"task/{run_id}/{idempotency_key}", error)
+
     def load_task(self, run_id: str, idempotency_key: str) -> dict[str, Any] | None:
         return self.store.get(f"task/{run_id}/{idempotency_key}")
 
