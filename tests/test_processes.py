@@ -331,9 +331,9 @@ def test_job_cell_reports_a_busy_run_and_waits_for_it_with_wait(
 #: Tasks "a" then "b", each writing "<name> pid=PID" to LOG; between them the body writes
 #: "between" and sleeps PAUSE s (the test stops the process there). argv: STORE LOG RUN_ID
 #: PAUSE BUSY_TIMEOUT. Prints the run's status and output, or "busy: <message>".
-FENCED_SCRIPT = r"""
+FENCED_SCRIPT = CLIENT_AT_SOURCE + r"""
 import asyncio, json, os, sys
-from trigger_nb import RunBusyError, TriggerClient
+from trigger_nb import RunBusyError
 
 store, log, run_id, pause, busy_timeout = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]), sys.argv[5]
 
@@ -347,7 +347,7 @@ def step(name):
         return name
     return fn
 
-with TriggerClient(dir=store) as client:
+with open_client(store) as client:
     @client.define_job(id="fenced")
     async def fenced(payload, io, ctx):
         a = await io.run_task("a", step("a"))
@@ -364,10 +364,11 @@ with TriggerClient(dir=store) as client:
 """
 
 
+@pytest.mark.both_stores
 def test_a_stopped_holder_taken_over_never_writes_again_and_its_task_runs_once(
-    tmp_path: Path, processes: list[subprocess.Popen[str]]
+    tmp_path: Path, store_location: str, processes: list[subprocess.Popen[str]]
 ) -> None:
-    store, log = tmp_path / "store", tmp_path / "steps.log"
+    store, log = store_location, tmp_path / "steps.log"
     env = {**os.environ, "TRIGGER_NB_LEASE_TTL": "2"}
     holder = subprocess.Popen(
         [sys.executable, "-c", FENCED_SCRIPT, str(store), str(log), "fenced-run", "1.0", "none"],
@@ -390,7 +391,7 @@ def test_a_stopped_holder_taken_over_never_writes_again_and_its_task_runs_once(
     lines = read_lines(log)
     assert [x.split()[0] for x in lines if not x.startswith("between")] == ["a", "b"]  # once each
     assert f"b pid={taker.pid}" in lines
-    with TriggerClient(dir=str(store)) as client:
+    with client_at(store) as client:
         run = client.get_run("fenced-run")
         assert run.status == "SUCCESS" and run.output == ["a", "b"]  # the stale holder wrote nothing
         assert [t["status"] for t in run.tasks] == ["COMPLETED", "COMPLETED"]

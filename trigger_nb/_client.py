@@ -22,6 +22,7 @@ from ._engine import (
     Runner,
     RunStatus,
     new_run_record,
+    prune_unreached,
     request_resume,
     request_retry,
 )
@@ -34,7 +35,6 @@ from ._run import Run, RunControls
 from ._store import Repository, Store, open_store
 
 if TYPE_CHECKING:
-    from ._engine._bus import Listener
     from ._events._eventlog import EventLog
     from ._events._scheduler import Scheduler
 
@@ -89,7 +89,7 @@ class TriggerClient:
         self._started = False
         self._event_log: EventLog | None = None  # see "# -- events and triggers"
         self._scheduler: Scheduler | None = None
-        self._run_controls: _RunControls | None = None
+        self._run_controls: RunControls | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self._orphan_notice = asyncio.Event()  # a run started executing elsewhere (pushed stores)
         self._closed = False
@@ -221,26 +221,43 @@ class TriggerClient:
         return derive_run_id(slugify_job_id(job_id), payload)
 
     async def invoke(
-        self, job_id: str, payload: Any = None, *, run_id: str | None = None, busy_timeout: float | None = None
+        self,
+        job_id: str,
+        payload: Any = None,
+        *,
+        run_id: str | None = None,
+        busy_timeout: float | None = None,
+        rerun_changed: bool = False,
     ) -> Run:
         """Start a run of ``job_id`` (or continue run ``run_id``) and execute it until it
         finishes or first suspends. Returns its :class:`Run` handle.
 
         With the id of an existing run this continues that run exactly as re-executing its
         cell does: completed tasks replay, a failed run is retried, a waiting run keeps
-        waiting. Raises ``PayloadError`` (nothing stored) for a payload that is not JSON,
-        ``RunBusyError`` if another process executes the run (unless ``busy_timeout``).
+        waiting. ``rerun_changed=True`` (``%%job --rerun-changed``): completed tasks whose
+        function's code changed since they ran run again, in this execution, instead of
+        replaying (their attempts continue); the others still replay. Raises ``PayloadError``
+        (nothing stored) for a payload that is not JSON, ``RunBusyError`` if another process
+        executes the run (unless ``busy_timeout``).
         """
         run_id = self._prepare_run(job_id, payload, run_id)
-        await self._host.run_async(self.runner.execute(run_id, busy_timeout=busy_timeout))
+        execute = self.runner.execute(run_id, busy_timeout=busy_timeout, rerun_changed=rerun_changed)
+        await self._host.run_async(execute)
         return Run(self.run_controls, run_id)
 
     def invoke_sync(
-        self, job_id: str, payload: Any = None, *, run_id: str | None = None, busy_timeout: float | None = None
+        self,
+        job_id: str,
+        payload: Any = None,
+        *,
+        run_id: str | None = None,
+        busy_timeout: float | None = None,
+        rerun_changed: bool = False,
     ) -> Run:
         """Blocking :meth:`invoke` for sync code (the magic, scripts)."""
         run_id = self._prepare_run(job_id, payload, run_id)
-        self._host.run_sync(self.runner.execute(run_id, busy_timeout=busy_timeout))
+        execute = self.runner.execute(run_id, busy_timeout=busy_timeout, rerun_changed=rerun_changed)
+        self._host.run_sync(execute)
         return Run(self.run_controls, run_id)
 
     def _prepare_run(self, job_id: str, payload: Any, run_id: str | None) -> str:
@@ -332,6 +349,24 @@ class TriggerClient:
             pass  # an undecodable run record holds no lease to honour: forget it (SPEC §10)
         return self.repo.forget(run_id)
 
+    def prune(self, run_id: str) -> list[dict[str, Any]]:
+        """Delete the run's stored tasks that its latest execution no longer reaches (a
+        renamed key, a deleted step) and return what was deleted: ``{"id", "display_key",
+        "name", "status"}`` per task, in first-seen order.
+
+        "Not reached" is decided as the log shows it (``trigger_nb._engine._reach``): only
+        after an execution that **succeeded**, so nothing is deleted while the run waits,
+        failed or was canceled (tasks after a wait or a failure are unvisited, not unused); a
+        child task counts only when its parent ran without calling it. The rest of the run is
+        untouched: its output, the other tasks and their replays. Raises ``ConfigError`` for an
+        unknown run, ``RunBusyError`` while another process executes it, ``TriggerNbError``
+        while this one does.
+        """
+        self.get_run(run_id)
+        if self._runner is not None and self._runner.is_active(run_id):
+            raise TriggerNbError(f"Run {run_id} is executing right now; prune it once it has finished.")
+        return prune_unreached(self.repo, run_id)
+
     async def retry(self, run_id: str) -> Run:
         """Execute a run again here: ERRORED tasks run again (attempts continue), others replay.
 
@@ -389,7 +424,16 @@ class TriggerClient:
         stored yet (a view attached before the run starts)."""
         with self._lock:
             if self._run_controls is None:
-                self._run_controls = _RunControls(self)
+                from ._run_controls import RunControlsImpl
+
+                self._run_controls = RunControlsImpl(
+                    repo=lambda: self.repo,
+                    runner=lambda: self.runner,
+                    host=self._host,
+                    bus=self.bus,
+                    retry=self.retry,
+                    cancel=self.cancel,
+                )
             return self._run_controls
 
     def call_sync(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
@@ -505,7 +549,7 @@ class TriggerClient:
         if self._runner is not None and self._host.started:
             runner = self._runner
             try:
-                self._host.call_sync(runner.close, timeout=5)
+                self._host.run_sync(runner.aclose(), timeout=5)
             except Exception:
                 runner.close()
         self._host.stop()
@@ -520,45 +564,6 @@ class TriggerClient:
 
     def __repr__(self) -> str:
         return f"<TriggerClient store={self.config.location!r} jobs={sorted(self.jobs)}>"
-
-
-class _RunControls:
-    """The client's side of the :class:`~trigger_nb._run.RunControls` protocol."""
-
-    def __init__(self, client: TriggerClient) -> None:
-        self._client = client
-
-    def load_run(self, run_id: str) -> dict[str, Any] | None:
-        return self._client.repo.load_run(run_id)
-
-    def load_tasks(self, run_id: str) -> list[dict[str, Any]]:
-        return self._client.repo.load_tasks(run_id)
-
-    def load_journal(self, run_id: str, execution: int) -> list[Any]:
-        return self._client.repo.load_journal(run_id, execution)
-
-    def load_journals(self, run_id: str) -> dict[int, list[Any]]:
-        return self._client.repo.load_journals(run_id)
-
-    def load_blob(self, task: dict[str, Any]) -> bytes | None:
-        return self._client.repo.load_blob(task)
-
-    async def wait_finished(self, run_id: str, timeout: float | None) -> None:
-        client = self._client
-        await client._host.run_async(client.runner.wait_finished(run_id, timeout))
-
-    def wait_finished_sync(self, run_id: str, timeout: float | None) -> None:
-        client = self._client
-        client._host.run_sync(client.runner.wait_finished(run_id, timeout))
-
-    async def retry(self, run_id: str) -> Run:
-        return await self._client.retry(run_id)
-
-    async def cancel(self, run_id: str) -> Run:
-        return await self._client.cancel(run_id)
-
-    def subscribe(self, listener: Listener, *, run_id: str) -> Callable[[], None]:
-        return self._client.bus.subscribe(listener, run_id=run_id)
 
 
 _default: TriggerClient | None = None

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
-from ._engine import RUN_FINISHED, RunStatus
+from ._engine import RUN_FINISHED, RunStatus, code_changed_ids, unreached_tasks
 from ._engine._bus import Listener
 from ._exceptions import ConfigError, RunCanceledError, RunFailedError, RunTimeoutError
 from ._serde import iso
@@ -75,7 +75,18 @@ def was_replayed(task: dict[str, Any], outcome: str | None, executions: int) -> 
     return task.get("status") == "COMPLETED" and (task.get("ran_in") or 0) < executions
 
 
-def public_task(task: dict[str, Any], replayed: bool, output: Any) -> dict[str, Any]:
+def public_task(
+    task: dict[str, Any],
+    replayed: bool,
+    output: Any,
+    *,
+    code_changed: bool = False,
+    not_reached: bool = False,
+) -> dict[str, Any]:
+    """A task as ``Run.tasks`` shows it: the SPEC §3 fields, plus what views need —
+    ``code_changed`` (the latest execution replayed it although its function changed) and
+    ``not_reached`` (the latest, successful, execution no longer reaches it; see
+    ``trigger_nb._engine._reach``)."""
     view = {name: task.get(name) for name in TASK_FIELDS}
     view["output"] = output
     view["started_at"] = iso(task.get("started_at"))
@@ -85,6 +96,8 @@ def public_task(task: dict[str, Any], replayed: bool, output: Any) -> dict[str, 
     view["description"] = task.get("description")
     view["output_properties"] = task.get("output_properties")
     view["redact"] = task.get("redact")
+    view["code_changed"] = code_changed
+    view["not_reached"] = not_reached
     return view
 
 
@@ -141,14 +154,27 @@ class Run:
 
     @property
     def tasks(self) -> list[dict[str, Any]]:
-        """Task records in first-seen order (see SPEC §3 for the fields)."""
+        """Task records in first-seen order (see SPEC §3 for the fields; also
+        ``code_changed`` and ``not_reached``, see :func:`public_task`)."""
         run = self.record
         controls = self._controls
-        last = outcomes(controls.load_journal(self.id, run["executions"]))
+        journal = controls.load_journal(self.id, run["executions"])
+        last = outcomes(journal)
+        changed = code_changed_ids(journal)
+        tasks = controls.load_tasks(self.id)
+        unreached = {task["id"] for task in unreached_tasks(run, tasks, journal)}
         views = []
-        for task in controls.load_tasks(self.id):
+        for task in tasks:
             replayed = was_replayed(task, last.get(task["id"]), run["executions"])
-            views.append(public_task(task, replayed, _task_output(controls, task)))
+            views.append(
+                public_task(
+                    task,
+                    replayed,
+                    _task_output(controls, task),
+                    code_changed=task["id"] in changed,
+                    not_reached=task["id"] in unreached,
+                )
+            )
         return views
 
     def executions_log(self) -> list[dict[str, Any]]:

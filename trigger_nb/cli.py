@@ -73,8 +73,10 @@ def _with_client(args: argparse.Namespace, action: Any) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from ._notebook._demo import run_demo
+    from ._notebook._demo import run_demo, run_notebook
 
+    if args.notebook:
+        return run_notebook(args.notebook, directory=args.dir, keep=args.keep, timeout=args.timeout)
     return run_demo(directory=args.dir, keep=args.keep, timeout=args.timeout)
 
 
@@ -270,6 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep the temporary store afterwards (its path is printed); without it, it is deleted",
     )
     demo.add_argument("--timeout", type=float, default=120, metavar="SECONDS", help="limit per kernel (default 120)")
+    demo.add_argument(
+        "--notebook", metavar="NAME", help="run notebooks/NAME.ipynb instead (e.g. durable_concepts)"
+    )
 
     runs = command("runs", "list the stored runs, newest first", cmd_runs)
     _add_dir(runs)

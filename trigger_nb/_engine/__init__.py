@@ -7,6 +7,7 @@ May import: the store and the shared leaves only — never ``_io``, ``_events``,
 from ._control import Canceled, ControlFlow, Suspend, is_control_flow
 from ._execution import CALLBACK_TIMEOUT_MESSAGE, Execution, current_parent
 from ._jobs import JobDefinition, make_context, new_run_record
+from ._reach import code_changed_ids, prune_unreached, unreached_tasks
 from ._requests import request_resume, request_retry
 from ._runner import Runner
 from ._spec import TaskHandle, TaskSpec
@@ -30,6 +31,9 @@ __all__ = [
     "is_control_flow",
     "make_context",
     "new_run_record",
+    "code_changed_ids",
+    "prune_unreached",
+    "unreached_tasks",
     "request_resume",
     "request_retry",
 ]

@@ -41,10 +41,13 @@ from .._store import Lease, Repository
 from ..retry import calculate_retry_at
 from ._bus import Notice, NoticeBus
 from ._control import Canceled, ControlFlow, ExecutionClosing, Suspend
+from ._fingerprint import FIELD as CODE_FIELD
+from ._fingerprint import code_changed, fingerprint
 from ._outputs import prepare_output, stored_output
+from ._reach import CODE_CHANGED
 from ._records import TaskRecords
 from ._spec import TaskHandle, TaskSpec
-from ._states import TaskStatus, advance_task
+from ._states import TASK_FINISHED, TaskStatus, advance_task
 from ._threads import run_sync_callback
 
 #: The id of the task whose callback is running: parent of any task started inside it (v2 §2.9).
@@ -97,6 +100,8 @@ class Execution:
         bus: NoticeBus,
         number: int,
         reset_errored: bool = False,
+        rerun_changed: bool = False,
+        intercept: Callable[[TaskSpec], TaskSpec] | None = None,
         output_limit: int = DEFAULT_OUTPUT_LIMIT,
         default_serializer: str = "json",
         callback_url: Callable[[str, str], str] | None = None,
@@ -114,6 +119,8 @@ class Execution:
         self.bus = bus
         self.number = number
         self.reset_errored = reset_errored
+        self.rerun_changed = rerun_changed  # SPEC §2 --rerun-changed
+        self.intercept = intercept  # a test seam: may replace each TaskSpec (trigger_nb.testing)
         self.output_limit = output_limit
         self.default_serializer = default_serializer
         self.make_callback_url = callback_url
@@ -122,9 +129,10 @@ class Execution:
         self.records = TaskRecords(tasks, lambda key, exc: repo.undecodable(run["id"], key, exc))
         self.visited: set[str] = set()
         #: What happened to each task in this execution, in order: ``(task_id, outcome,
-        #: attempts)`` with outcome ``ran | replayed | failed | retry | waiting`` (tuples: the
-        #: garbage collector stops tracking them).
-        self.journal: list[tuple[str, str, int]] = []
+        #: attempts)`` with outcome ``ran | replayed | failed | retry | waiting``, and a 4th item
+        #: ``"code_changed"`` when a task was replayed although its function's code changed
+        #: (tuples: the garbage collector stops tracking them).
+        self.journal: list[tuple[Any, ...]] = []
         self.started_at = clock()
         self.suspensions: list[Suspend] = []
         self.closing = False
@@ -144,6 +152,8 @@ class Execution:
             raise Canceled()
         if self.closing:
             raise ExecutionClosing()
+        if self.intercept is not None:
+            spec = self.intercept(spec)
         parent_id = current_parent.get()
         key = idempotency_key(self.run_id, parent_id, spec.cache_key)
         if key in self.visited:
@@ -157,8 +167,10 @@ class Execution:
         record = self.records.get(key)
         if record is not None:
             status = record["status"]
-            if status == TaskStatus.COMPLETED:
-                self.journal.append((record["id"], "replayed", record["attempts"]))
+            changed = status == TaskStatus.COMPLETED and code_changed(record, spec.user_fn)
+            if status == TaskStatus.COMPLETED and not (changed and self.rerun_changed):
+                notes = (CODE_CHANGED,) if changed else ()  # SPEC §2 "Changed code"
+                self.journal.append((record["id"], "replayed", record["attempts"], *notes))
                 if self.bus.active:
                     self.bus.emit(Notice("task", self.run_id, task=record, data={"replayed": True}))
                 return self._stored_output(record, spec.parse_output)
@@ -184,7 +196,7 @@ class Execution:
         self, spec: TaskSpec, record: dict[str, Any] | None, key: str, parent_id: str | None
     ) -> Any:
         now = self.clock()
-        if record is None or record["status"] in (TaskStatus.CANCELED, TaskStatus.ERRORED):
+        if record is None or record["status"] in TASK_FINISHED:  # re-opened: see _open
             return await self._start(spec, self._open(spec, record, key, parent_id, now), now)
         if record["status"] == TaskStatus.WAITING:
             return await self._continue_waiting(spec, record, now)
@@ -197,14 +209,15 @@ class Execution:
         self, spec: TaskSpec, old: dict[str, Any] | None, key: str, parent_id: str | None, now: float
     ) -> dict[str, Any]:
         """A fresh record for a new task, or for one re-opened with the new-task rules while
-        keeping its place in the log: a canceled task asked for again (v2 §2.5), or a failed
-        one on a manual retry (fix of v2 #912) — a fetch is sent again, a callback or event
-        wait re-armed, and its attempts continue."""
+        keeping its place in the log: a canceled task asked for again (v2 §2.5), a failed one on
+        a manual retry (fix of v2 #912), a completed one whose code changed with rerun_changed —
+        a fetch is sent again, a callback or event wait re-armed, and attempts continue."""
         if old is None:
             return self._new_record(spec, key, parent_id, now)
         record = self._new_record(spec, key, parent_id, now, seq=old.get("seq"))
-        record["status"] = old["status"]
-        if old["status"] == TaskStatus.ERRORED:
+        # COMPLETED stays final in the state table: a completed task re-run is a new record.
+        record["status"] = None if old["status"] == TaskStatus.COMPLETED else old["status"]
+        if old["status"] != TaskStatus.CANCELED:
             record["attempts"] = old["attempts"] + 1
         return record
 
@@ -510,6 +523,7 @@ class Execution:
             "error": None,
             "callback_url": None,
             "output_properties": None,
+            CODE_FIELD: fingerprint(spec.user_fn),  # SPEC §2 "Changed code"
         }
         if spec.extra:
             record.update(spec.extra)

@@ -28,11 +28,11 @@ from .._serde import DEFAULT_OUTPUT_LIMIT, encode_output, error_record
 from .._store import Lease, Repository
 from ._bus import Notice, NoticeBus
 from ._control import Canceled, ControlFlow
-from ._execution import CALLBACK_TIMEOUT_MESSAGE, Execution, current_parent
+from ._execution import CALLBACK_TIMEOUT_MESSAGE, Execution, TaskSpec, current_parent
 from ._handoff import Handoff
 from ._heartbeat import LeaseKeeper
 from ._jobs import JobDefinition, make_context
-from ._operations import OperationContext
+from ._operations import Operations
 from ._orphans import OrphanFinder, is_orphaned
 from ._requests import make_due, wants_execution
 from ._states import RUN_FINISHED, RunStatus, TaskStatus, advance_run, advance_task
@@ -72,32 +72,37 @@ class Runner:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._changed: dict[str, asyncio.Event] = {}
         self._background: set[asyncio.Task[Any]] = set()
-        self._operations: dict[str, asyncio.Task[Any]] = {}
         self._resuming: set[str] = set()  # runs with a resume scheduled but not yet executing
+        self.operations = Operations(repo, bus, spawn=self.spawn, resolve_task=self.resolve_task)
         self._leases = LeaseKeeper(repo)
         busy = lambda run_id: run_id in self._active or run_id in self._resuming  # noqa: E731
         resume = lambda run_id: self.spawn(self.resume(run_id, wanted=is_orphaned))  # noqa: E731
         self.orphans = OrphanFinder(repo, jobs, busy=busy, resume=resume)
+        #: A test seam (``testing.JobTester``): may replace each task's spec (a mocked output).
+        self.intercept_task: Callable[[TaskSpec], TaskSpec] | None = None
         self._handoff = Handoff(loop_host, self._resume_soon)  # resolved runs, in batches
 
     # -- executing ------------------------------------------------------------------------
-    async def execute(self, run_id: str, *, busy_timeout: float | None = None) -> dict[str, Any]:
+    async def execute(
+        self, run_id: str, *, busy_timeout: float | None = None, rerun_changed: bool = False
+    ) -> dict[str, Any]:
         """Execute the run once (until it finishes or suspends); returns the run record.
 
         Whatever its status: a finished run replays, a failed or canceled one is retried
         (ERRORED tasks run again), a waiting one replays up to its wait. ``busy_timeout``: if
         another process holds the run, wait up to this long for it (``None``: raise
-        :class:`RunBusyError` at once).
+        :class:`RunBusyError` at once). ``rerun_changed``: completed tasks whose function's
+        code changed since they ran run again instead of replaying (SPEC §2).
         """
         busy_timeout = wait_limit(busy_timeout, "busy_timeout")
         async with self._lock(run_id):
-            return await self._execute_locked(run_id, busy_timeout)
+            return await self._execute_locked(run_id, busy_timeout, rerun_changed=rerun_changed)
 
     def _lock(self, run_id: str) -> asyncio.Lock:
         return self._locks.setdefault(run_id, asyncio.Lock())
 
     async def _execute_locked(
-        self, run_id: str, busy_timeout: float | None, *, wanted: Wanted = None
+        self, run_id: str, busy_timeout: float | None, *, wanted: Wanted = None, rerun_changed: bool = False
     ) -> dict[str, Any]:
         self._cancel_timer(run_id)
         deadline = None if busy_timeout is None else time.monotonic() + busy_timeout
@@ -115,7 +120,7 @@ class Runner:
             return run
         run, job, reset_errored, lease = begun
         try:
-            return await self._execute_leased(run, job, reset_errored, lease)
+            return await self._execute_leased(run, job, reset_errored, lease, rerun_changed)
         except BaseException:
             self.repo.release_lease(lease)  # _finish releases it on every normal path
             raise
@@ -166,7 +171,12 @@ class Runner:
         return run, job, reset_errored, lease
 
     async def _execute_leased(
-        self, run: dict[str, Any], job: JobDefinition, reset_errored: bool, lease: Lease
+        self,
+        run: dict[str, Any],
+        job: JobDefinition,
+        reset_errored: bool,
+        lease: Lease,
+        rerun_changed: bool = False,
     ) -> dict[str, Any]:
         run_id = run["id"]
         execution = Execution(
@@ -176,10 +186,12 @@ class Runner:
             bus=self.bus,
             number=run["executions"],
             reset_errored=reset_errored,
+            rerun_changed=rerun_changed,
+            intercept=self.intercept_task,
             output_limit=self.output_limit,
             default_serializer=job.serializer,
             callback_url=self.callback_url,
-            start_operation=self.start_operation,
+            start_operation=self.operations.start,
             lease=lease,
         )
         execution.io = self.make_io(execution, job)
@@ -533,33 +545,6 @@ class Runner:
             job_id=ref.get("job_id"),
         )
 
-    def start_operation(self, record: dict[str, Any], operation: Callable[[Any], Any]) -> None:
-        """Run a task's background operation on the home loop, unless already running here."""
-        task_id = record["id"]
-        if task_id in self._operations:
-            return
-        context = OperationContext(self.repo, self.bus, dict(record))
-        self._operations[task_id] = self.spawn(self._run_operation(context, operation))
-
-    async def _run_operation(self, context: OperationContext, operation: Callable[[Any], Any]) -> None:
-        task = context.task
-        output: Any = None
-        error: BaseException | None = None
-        try:
-            output = await operation(context)
-        except Exception as exc:  # the operation failed: the task errors (after its own retries)
-            error = exc
-        finally:
-            self._operations.pop(task["id"], None)
-        self.resolve_task(
-            task["run_id"],
-            task["idempotency_key"],
-            output=output,
-            error=error,
-            pending_flag="operation_pending",
-            resolved_by="operation",
-        )
-
     def _resume_soon(self, run_id: str) -> None:
         self._cancel_timer(run_id)
         self._resuming.add(run_id)
@@ -597,3 +582,10 @@ class Runner:
         self._timers.clear()
         for task in list(self._background):
             task.cancel()
+
+    async def aclose(self) -> None:
+        """:meth:`close`, then let the canceled background tasks finish canceling (on the home
+        loop), so none is left pending when a private loop stops."""
+        self.close()
+        if self._background:
+            await asyncio.wait(list(self._background), timeout=2)

@@ -29,6 +29,8 @@ class TaskSpec:
     parse_output: Callable[[Any], Any] | None = None
     serializer: str | None = None
     on_error: Callable[..., Any] | None = None
+    #: The user's function (not the library's): its code fingerprint is stored with the task.
+    user_fn: Callable[..., Any] | None = None
     noop: bool = False
     kind: str = "task"
     #: For callback tasks: replaces the function call with ``fn(url)`` (wait_for_request).

@@ -112,6 +112,7 @@ class CoreIO:
             parse_output=parse_output,
             serializer=serializer,
             on_error=on_error,
+            user_fn=fn,  # its code fingerprint: changed-code detection (SPEC §2)
         )
         return await self._execution.run_task(spec)
 

@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .._engine import Execution, JobDefinition, TaskSpec, current_parent, is_control_flow
+from .._engine._fingerprint import WRAPS as FINGERPRINT_OF
 from .._exceptions import ConfigError, PayloadError
 from .._keys import display_key, slugify_job_id
 from .._numbers import finite
@@ -327,6 +328,7 @@ class Integration:
             def call(task: Any, io: Any) -> Any:
                 return fn(*(client, task, io)[:count])
 
+        setattr(call, FINGERPRINT_OF, fn)  # fn's code is the task's, for changed-code detection
         return await self._io.run_task(key, call, name=f"{self.name}: {label}", **options)
 
     def __repr__(self) -> str:
@@ -504,6 +506,7 @@ class LibraryIO:
                 properties=properties,
                 params={"items": len(branches_items)},
                 kind="parallel",
+                user_fn=fn,
             )
         )
 

@@ -29,6 +29,7 @@ CELL_FLAGS: FlagKinds = {
     "out": "word",
     "quiet": "bool",
     "pickle": "bool",
+    "rerun-changed": "bool",
     "on": "word",
     "filter": "raw",
     "source": "word",

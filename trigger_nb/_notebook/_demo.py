@@ -4,6 +4,9 @@ the same store — the first runs every task, the second replays them all (SPEC 
 The job is also the first cells of ``notebooks/quickstart.ipynb``. The report leads with the
 contrast (tasks that ran, tasks replayed, the same output), read from the store the two
 kernels shared, then shows each kernel's executions only.
+
+``trigger-nb demo --notebook NAME`` executes ``notebooks/NAME.ipynb`` instead
+(:func:`run_notebook`), printing what each code cell showed.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import tempfile
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 SETUP_CELL = "%load_ext trigger_nb"
@@ -70,7 +74,7 @@ def _outcome(store: str, executions_before: int, cell_text: str) -> KernelOutcom
         for entry in run.executions_log():
             if entry["n"] not in executions:
                 continue
-            for task_id, outcome, _attempts in entry["tasks"]:
+            for task_id, outcome, *_attempts_notes in entry["tasks"]:
                 name = names.get(task_id, task_id)
                 if outcome == "ran" and name not in ran:
                     ran.append(name)
@@ -156,4 +160,56 @@ def run_demo(
         out(f"\nStore: {store} (kept)" if keep else "\nThe temporary store was deleted (--keep keeps it).")
     else:
         out(f"\nStore: {store}")
+    return 0
+
+
+#: The notebooks of the source checkout (``notebooks/`` beside the package).
+NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
+
+
+def notebook_path(name: str) -> Path:
+    """``notebooks/NAME.ipynb`` (``NAME`` with or without ``.ipynb``); ``ConfigError`` naming
+    the notebooks there are when there is no such notebook."""
+    from .._exceptions import ConfigError
+
+    path = NOTEBOOKS_DIR / (name if name.endswith(".ipynb") else f"{name}.ipynb")
+    if not path.is_file():
+        found = sorted(p.stem for p in NOTEBOOKS_DIR.glob("*.ipynb"))
+        raise ConfigError(
+            f"No notebook {name!r} in {NOTEBOOKS_DIR}; there are: {', '.join(found) or 'none'} "
+            "(the notebooks come with the source checkout)."
+        )
+    return path
+
+
+def run_notebook(
+    name: str,
+    *,
+    directory: str | None = None,
+    keep: bool = False,
+    timeout: float = 120,
+    out: Callable[[str], None] = print,
+) -> int:
+    """Execute ``notebooks/NAME.ipynb`` in a fresh kernel on a store (a temporary one, deleted
+    unless ``keep``, when no ``directory``) and print each code cell's first line and what it
+    showed. ``ConfigError`` (before any work) for an unknown notebook. Returns 0."""
+    import nbformat
+
+    from ._notebook_runner import cell_text_outputs, execute_notebook
+
+    path = notebook_path(name)
+    store = directory or tempfile.mkdtemp(prefix="trigger_nb_demo_")
+    try:
+        nb = execute_notebook(
+            nbformat.read(path, as_version=4), cwd=store, env={"TRIGGER_NB_DIR": store}, timeout=timeout
+        )
+        out(f"=== {path.name}, executed in a fresh kernel ===")
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                shown = cell_text_outputs(cell).rstrip()
+                out(f">>> {cell.source.splitlines()[0] if cell.source else ''}")
+                out(f"{shown}\n" if shown else "")
+    finally:
+        if directory is None and not keep:
+            shutil.rmtree(store, ignore_errors=True)
     return 0

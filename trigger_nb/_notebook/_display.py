@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Collection
 from typing import Any, Protocol
 
-from .._engine import RUN_FINISHED
+from .._engine import RUN_FINISHED, code_changed_ids, unreached_tasks
 
 
 class Run(Protocol):
@@ -55,6 +55,12 @@ OUTCOME_COLOURS = {
 #: Longest task key / name shown in full; longer ones end in "…" (the HTML's title has it all).
 KEY_WIDTH = 28
 NAME_WIDTH = 20
+#: How the log marks a task replayed although its function's code changed, and a stored task
+#: the latest execution no longer reaches (SPEC §2; the rules: ``trigger_nb._engine._reach``).
+CODE_CHANGED_TEXT = "code changed"
+NOT_REACHED_TEXT = "not reached"
+CODE_CHANGED_COLOUR = "#9a6700"
+NOT_REACHED_COLOUR = "#8c959f"
 STATUS_COLOURS = {
     "SUCCESS": "#1a7f37",
     "COMPLETED": "#1a7f37",
@@ -174,7 +180,7 @@ def _execution_rows(
     for entry in run.get("history") or []:
         rows = [
             (by_id[task_id], outcome, attempts)
-            for task_id, outcome, attempts in journals.get(entry["n"], [])
+            for task_id, outcome, attempts, *_notes in journals.get(entry["n"], [])
             if task_id in by_id
         ]
         rows.sort(key=lambda row: row[0].get("seq", 0))
@@ -283,30 +289,44 @@ def render_text(
     latest = run.get("executions", 0)
     lines = [summary_line(run), *(f"Status: {status_text(st)}" for st in current_statuses(tasks))]
     sections = _sections(run, tasks, journals, executions)
+    unreached = _unreached(run, tasks, journals, executions)
     cells = [
         (
             _fit("  " * depths.get(task["id"], 0) + str(task["display_key"]), KEY_WIDTH),
             _fit(str(task["name"]), NAME_WIDTH),
         )
-        for _, rows in sections
-        for task, _, _ in rows
+        for task in [*(task for _, rows in sections for task, _, _ in rows), *unreached]
     ]
     key_width = max((len(key) for key, _ in cells), default=0)
     name_width = max((len(name) for _, name in cells), default=0)
     attempt_width = max(
         (len(_attempt_text(task, o, a)) + 2 for _, rows in sections for task, o, a in rows), default=2
     )
+    word_width = len(NOT_REACHED_TEXT) if unreached else 8
     for entry, rows in sections:
         lines.append(f"── {execution_heading(entry, rows)}")
+        changed = code_changed_ids(journals.get(entry["n"], []))
         for task, outcome, attempts in rows:
             symbol, word = OUTCOME_MARKS.get(outcome, ("·", outcome))
             key = _fit("  " * depths.get(task["id"], 0) + str(task["display_key"]), KEY_WIDTH)
             name = _fit(str(task["name"]), NAME_WIDTH)
             detail = _row_detail(task, outcome, entry["n"] == latest, 60)
+            if task["id"] in changed:
+                detail = f"{CODE_CHANGED_TEXT}  {detail}"
             lines.append(
-                f"  {symbol} {word:<8}  {key:<{key_width}}  {name:<{name_width}}"
+                f"  {symbol} {word:<{word_width}}  {key:<{key_width}}  {name:<{name_width}}"
                 f"{_attempt_text(task, outcome, attempts):>{attempt_width}}  {detail}".rstrip()
             )
+    if unreached:
+        lines.append(f"── {_not_reached_title(run)}")
+    for task in unreached:
+        key = _fit("  " * depths.get(task["id"], 0) + str(task["display_key"]), KEY_WIDTH)
+        name = _fit(str(task["name"]), NAME_WIDTH)
+        detail = f"→ {_short(_output_of(task), 60)}" if _shows_output(task) else task["status"]
+        lines.append(
+            f"  · {NOT_REACHED_TEXT}  {key:<{key_width}}  {name:<{name_width}}"
+            f"{'':>{attempt_width}}  {detail}".rstrip()
+        )
     if run["status"] == "SUCCESS":
         lines.append(f"Output: {_run_output_text(run)}")
     error = run.get("error")
@@ -317,6 +337,23 @@ def render_text(
         if stack:
             lines.extend("  " + line for line in stack.splitlines())
     return "\n".join(lines)
+
+
+def _unreached(
+    run: dict[str, Any], tasks: list[dict[str, Any]], journals: Journals, executions: Collection[int] | None
+) -> list[dict[str, Any]]:
+    """The stored tasks the latest execution no longer reaches, when the log shows it."""
+    latest = run.get("executions", 0)
+    if executions is not None and latest not in executions:
+        return []
+    return unreached_tasks(run, tasks, journals.get(latest, []))
+
+
+def _not_reached_title(run: dict[str, Any]) -> str:
+    return (
+        f"not reached by execution {run.get('executions')}: stored, no longer used by the code "
+        f"(`%job prune {run['id']}` deletes them)"
+    )
 
 
 # Inline styles only: notebook frontends strip <style> elements from outputs or scope them, and
@@ -361,11 +398,18 @@ def render_html(
             f'<tr><td colspan="5" style="{_CELL};padding-top:6px;color:#57606a;font-style:italic">'
             f"── {esc(execution_heading(entry, rows))}</td></tr>"
         )
+        changed = code_changed_ids(journals.get(entry["n"], []))
         for task, outcome, attempts in rows:
             symbol, word = OUTCOME_MARKS.get(outcome, ("·", outcome))
             depth = depths.get(task["id"], 0)
             key, name = str(task["display_key"]), str(task["name"])
             detail = _row_detail(task, outcome, entry["n"] == latest, 200)
+            mark = (
+                f'<b class="trigger-nb-code-changed" style="color:{CODE_CHANGED_COLOUR}">'
+                f"{CODE_CHANGED_TEXT}</b> "
+                if task["id"] in changed
+                else ""
+            )
             out.append(
                 f'<tr class="trigger-nb-task" data-depth="{depth}">'
                 f'<td style="{_CELL};color:{OUTCOME_COLOURS.get(outcome, "#333")}">{esc(symbol)} {esc(word)}</td>'
@@ -373,8 +417,26 @@ def render_html(
                 f' title="{esc(key)}">{esc(key)}</td>'
                 f'<td style="{_CELL};{_CLIPPED.format(width=NAME_WIDTH)}" title="{esc(name)}">{esc(name)}</td>'
                 f'<td style="{_CELL}">{esc(_attempt_text(task, outcome, attempts))}</td>'
-                f'<td style="{_WRAPPED}">{esc(detail)}</td></tr>'
+                f'<td style="{_WRAPPED}">{mark}{esc(detail)}</td></tr>'
             )
+    unreached = _unreached(run, tasks, journals, executions)
+    if unreached:
+        out.append(
+            f'<tr><td colspan="5" style="{_CELL};padding-top:6px;color:{NOT_REACHED_COLOUR};'
+            f'font-style:italic">── {esc(_not_reached_title(run))}</td></tr>'
+        )
+    for task in unreached:
+        depth = depths.get(task["id"], 0)
+        key, name = str(task["display_key"]), str(task["name"])
+        detail = f"→ {_short(_output_of(task), 200)}" if _shows_output(task) else task["status"]
+        out.append(
+            f'<tr class="trigger-nb-not-reached" data-depth="{depth}" style="color:{NOT_REACHED_COLOUR}">'
+            f'<td style="{_CELL}">· {NOT_REACHED_TEXT}</td>'
+            f'<td style="{_CELL};{_CLIPPED.format(width=KEY_WIDTH + 2 * depth)};padding-left:{2 * depth}ch"'
+            f' title="{esc(key)}">{esc(key)}</td>'
+            f'<td style="{_CELL};{_CLIPPED.format(width=NAME_WIDTH)}" title="{esc(name)}">{esc(name)}</td>'
+            f'<td style="{_CELL}"></td><td style="{_WRAPPED}">{esc(detail)}</td></tr>'
+        )
     out.append("</table>")
     error = run.get("error")
     if error and run["status"] == "FAILURE":

@@ -23,13 +23,14 @@ RUN_FAILED = (RunStatus.FAILURE, RunStatus.TIMED_OUT)
 
 CELL_USAGE = (
     "%%job JOB_ID [--payload TEXT] [--run RUN_ID | --new] [--name NAME] [--version X.Y.Z] "
-    "[--wait] [--timeout SECONDS] [--out VAR] [--quiet] [--pickle] "
+    "[--wait] [--timeout SECONDS] [--out VAR] [--quiet] [--pickle] [--rerun-changed] "
     '[--on EVENT [--filter JSON] [--source S]] [--every SECONDS | --cron "EXPR"]'
 )
 #: %job command -> (its usage, what it does). The order is the order of `%job --help`.
 COMMANDS: dict[str, tuple[str, str]] = {
     "list": ("%job list [--job ID] [--status S]", "table of runs, newest first"),
     "show": ("%job show RUN_ID", "a run's task log"),
+    "prune": ("%job prune RUN_ID", "delete a run's stored tasks its latest execution no longer reaches"),
     "retry": ("%job retry RUN_ID", "execute a failed run again (failed tasks run again)"),
     "cancel": ("%job cancel RUN_ID", "cancel a run"),
     "resume": ("%job resume RUN_ID", "resume a waiting run now (waits and retry delays end)"),
@@ -54,6 +55,7 @@ whose result is stored and replayed when the cell runs again.
   --out VAR           bind the Run handle to VAR (also when the cell fails)
   --quiet             one summary line instead of the task log
   --pickle            store task outputs that are not JSON with pickle (trusted stores only)
+  --rerun-changed     run tasks whose function's code changed again instead of replaying them
   --on EVENT          run on each matching event (--filter JSON, --source S)
   --every SECONDS, --cron "EXPR"   run on a schedule while the kernel lives (cron in UTC)
 A failed run raises RunFailedError after its log is shown; a waiting run resumes by itself."""
@@ -92,6 +94,8 @@ class JobMagics(Magics):
         for flag in ("filter", "source"):
             if opts.get(flag) and not opts.get("on"):
                 raise ConfigError(f"--{flag} only applies to event-triggered jobs (--on EVENT).")
+        if schedule_flags and opts.get("rerun_changed"):
+            raise ConfigError("--rerun-changed applies to a run executed now, not to --on/--every/--cron jobs.")
         client = default_client()
         ns = self._user_ns()
         filename = self._cache_cell(line, cell)
@@ -120,7 +124,13 @@ class JobMagics(Magics):
             run_id = opts.get("run") or client.run_id_for(job_id, payload)
         # --wait also waits for another process that holds the run (SPEC §10).
         busy_timeout = (timeout if timeout is not None else math.inf) if wait else None
-        run = client.invoke_sync(job_id, payload, run_id=run_id, busy_timeout=busy_timeout)
+        run = client.invoke_sync(
+            job_id,
+            payload,
+            run_id=run_id,
+            busy_timeout=busy_timeout,
+            rerun_changed=bool(opts.get("rerun_changed")),
+        )
         run.quiet = bool(opts.get("quiet"))
         if opts.get("out"):
             name = opts["out"]
@@ -216,6 +226,18 @@ class JobMagics(Magics):
 
     def _cmd_show(self, rest: str) -> Any:
         return default_client().get_run(self._one_run_id(rest, "show"))
+
+    def _cmd_prune(self, rest: str) -> None:
+        run_id = self._one_run_id(rest, "prune")
+        pruned = default_client().prune(run_id)
+        if not pruned:
+            print(
+                f"Run {run_id}: nothing to prune (tasks count as not reached only after an "
+                "execution that succeeded and did not call them)."
+            )
+            return
+        keys = ", ".join(repr(task["display_key"]) for task in pruned)
+        print(f"Run {run_id}: deleted {len(pruned)} task(s) not reached by its latest execution: {keys}")
 
     def _cmd_retry(self, rest: str) -> Any:
         client = default_client()

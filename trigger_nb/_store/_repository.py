@@ -6,7 +6,7 @@ Layout (all values JSON records unless noted)::
     task/{run_id}/{idempotency_key}  one record per task (scanned in one read per execution)
     blob/{run_id}/{idempotency_key}  bytes: a pickled task output (opt-in, SPEC §4.5)
     wake/{run_id}                    "resume me": a task was resolved, maybe by another process
-    hist/{run_id}/{n}                execution n's journal: [task id, outcome, attempts] per task
+    hist/{run_id}/{n}                execution n's journal: [task id, outcome, attempts, *notes]
     cb/{task_id}                     callback index: task id -> run id, idempotency key, job id
     exec/{run_id}                    the run is EXECUTING (found by a scan of keys: orphans)
     idx/job/{job_id}/{run_id}        run index by job: {}
@@ -440,19 +440,26 @@ class Repository:
         return it; :class:`RunBusyError` naming the holder if another one holds it."""
         ttl = self.lease_ttl if ttl is None else ttl
         now = time.time()
-        if not self.lease_is_free(run, now):
-            holder = run["lease"]["holder"]
-            raise RunBusyError(
-                f"Run {run['id']} is being executed by another process ({holder}). Wait for it "
-                "to finish or suspend (use --wait / run.wait()), or stop that process; its lease "
-                "expires by itself within "
-                f"{int(max(0.0, run['lease']['expires_at'] - now)) + 1} s if it died.",
-                holder=holder,
-            )
+        self.raise_if_busy(run, now)
         fence = int(run.get("fence") or 0) + 1
         run["fence"] = fence
         run["lease"] = {"holder": self.holder, "expires_at": now + ttl, "fence": fence}
         return Lease(run["id"], self.holder, fence, now + ttl)
+
+    def raise_if_busy(self, run: dict[str, Any], now: float | None = None) -> None:
+        """Raise :class:`RunBusyError` naming the holder if another process that may be alive
+        holds ``run``'s lease (it executes the run now); return if it is free or ours."""
+        now = time.time() if now is None else now
+        if self.lease_is_free(run, now):
+            return
+        holder = run["lease"]["holder"]
+        raise RunBusyError(
+            f"Run {run['id']} is being executed by another process ({holder}). Wait for it "
+            "to finish or suspend (use --wait / run.wait()), or stop that process; its lease "
+            "expires by itself within "
+            f"{int(max(0.0, run['lease']['expires_at'] - now)) + 1} s if it died.",
+            holder=holder,
+        )
 
     def lease_is_free(self, run: dict[str, Any], now: float | None = None) -> bool:
         """True unless another holder's lease is unexpired and that holder may be alive."""
