@@ -250,7 +250,7 @@ def measure_throughput(
     others = {code: count for code, count in statuses.items() if code != 200}
     print(
         f"receiver with the real engine: {n} callbacks from {processes} client processes in "
-        f"{fmt_s(posted)} = {rate:.0f} callbacks/s (target >= 500/s: {verdict(rate >= 500)}); "
+        f"{fmt_s(posted)} = {rate:.0f} callbacks/s (target >= 1000/s: {verdict(rate >= 1000)}); "
         f"{ok} x 200{f', others {others}' if others else ''}; = {rate / raw_rate:.2f}x the "
         f"same receiver with a counting backend ({raw_rate:.0f}/s, same clients)"
     )

@@ -7,6 +7,7 @@ through ``TriggerClient.invoke`` — the same path the magic uses.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import datetime as dt
 import threading
 import time
@@ -534,6 +535,35 @@ def test_presets_and_invalid_options(client: TriggerClient) -> None:
     run = client.invoke_sync("job")
     assert run.status == "FAILURE" and run.error["name"] == "ConfigError"
     assert run.tasks == []  # nothing stored for a task whose options were rejected
+
+
+def test_a_burst_of_callbacks_from_another_thread_resumes_every_run_once(client: TriggerClient) -> None:
+    """Resolutions from the receiver's thread reach the loop in batches (one wake-up per
+    batch): none is lost, and a run resolved twice in one batch resumes once."""
+    executions: dict[str, int] = {}
+
+    @client.define_job(id="burst")
+    async def job(payload, io, ctx):  # type: ignore[no-untyped-def]
+        executions[ctx.run.id] = executions.get(ctx.run.id, 0) + 1
+        return await io.wait_for_request("cb", lambda url: None, timeout_in_seconds=600)
+
+    runs = [client.invoke_sync("burst", {"k": k}) for k in range(40)]
+    tasks = [run.tasks[0] for run in runs]
+    runner = client.runner
+
+    def post_all() -> list[str]:
+        return [
+            runner.complete_callback(t["id"], t["callback_url"].rsplit("/", 1)[1], {"k": i})
+            for i, t in enumerate(tasks)
+        ]
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        outcomes = [pool.submit(post_all) for _ in range(2)]  # every callback POSTed twice
+        results = [f.result(timeout=30) for f in outcomes]
+    assert sorted(results[0] + results[1]) == ["accepted"] * 40 + ["already"] * 40
+    for k, run in enumerate(runs):
+        assert run.result(timeout=30) == {"k": k}
+    assert sorted(executions.values()) == [2] * 40  # the first execution and one resume each
 
 
 def test_an_orphan_whose_holder_cannot_be_seen_is_resumed_at_its_lease_expiry() -> None:

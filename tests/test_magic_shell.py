@@ -514,6 +514,54 @@ def test_quiet_shows_a_one_line_summary(ip: Any, client: TriggerClient) -> None:
     assert last_run(ip).id in shown and "SUCCESS" in shown
 
 
+def test_job_list_reads_each_run_record_once(ip: Any, client: TriggerClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """%job list costs what client.runs() costs: the table uses the records runs() read."""
+    for n in range(3):
+        run_cell(ip, f'%%job listed --payload {{"n": {n}}}\nreturn 1').ok()
+    reads: list[str] = []
+    storage = client.storage
+    original_get, original_scan = storage.get, storage.scan
+    monkeypatch.setattr(storage, "get", lambda key: reads.append(key) or original_get(key))
+    monkeypatch.setattr(storage, "scan", lambda prefix, **kw: reads.append(prefix) or original_scan(prefix, **kw))
+    listing = run_cell(ip, "%job list").ok()
+    assert listing.stdout.count("listed") == 3
+    assert reads == ["run/"]  # one scan, no second read per run
+
+
+# -- start-up cost (issue 10) ---------------------------------------------------------------
+
+_FIRST_CELL = """
+import os, sys
+from IPython.core.interactiveshell import InteractiveShell
+sys.modules["pytest"] = None  # a user's install has no pytest: nothing here may need it
+ip = InteractiveShell.instance()
+ip.run_line_magic("load_ext", "trigger_nb")
+result = ip.run_cell('%%job plain --quiet\\nreturn await io.run_task("a", lambda: 41) + 1\\n')
+assert result.success, result.error_in_exec
+print("httpx" in sys.modules)
+ip.run_cell(
+    '%%job fetcher --quiet\\n'
+    'await io.background_fetch("f", "http://127.0.0.1:9/none", retry={"limit": 0})\\n'
+)
+print("httpx" in sys.modules)
+"""
+
+
+def test_a_first_job_without_http_tasks_does_not_import_httpx(tmp_path: Path) -> None:
+    """A fresh interpreter, a plain InteractiveShell (no pytest), a %%job cell: no httpx until
+    an HTTP task is described."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "TRIGGER_NB_DIR": str(tmp_path / "store")}
+    done = subprocess.run(
+        [sys.executable, "-c", _FIRST_CELL], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    flags = [line for line in done.stdout.splitlines() if line in ("False", "True")]
+    assert flags == ["False", "True"], done.stdout
+
+
 # -- %job help, expansion, token masking (SPEC §2) -----------------------------------------
 
 

@@ -54,6 +54,49 @@ def test_scan_reads_large_values_stored_in_files(tmp_path: Path) -> None:
     store.close()
 
 
+def test_put_new_stores_what_put_stores_and_replaces_an_existing_key(store) -> None:  # type: ignore[no-untyped-def]
+    store.put_new("task/r/a", {"n": 1})
+    assert store.get("task/r/a") == {"n": 1}
+    store.put_new("task/r/a", {"n": 2})  # not new after all: replaced, as put would
+    assert store.get("task/r/a") == {"n": 2}
+    store.put_new("task/r/big", {"blob": "y" * 100_000})  # large: a file, as put would
+    assert dict(store.scan("task/r/")) == {"task/r/a": {"n": 2}, "task/r/big": {"blob": "y" * 100_000}}
+
+
+def test_put_new_writes_the_row_cache_set_writes(tmp_path: Path) -> None:
+    """Pins DiskcacheStore.put_new's single INSERT against the installed diskcache: the row
+    must read back through diskcache's own API and equal what Cache.set writes."""
+    store = DiskcacheStore(tmp_path / "s")
+    store.put_new("task/r/new", {"a": 1})
+    store.put("task/r/set", {"a": 1})
+    store.close()
+    cache = diskcache.Cache(str(tmp_path / "s"))
+    assert cache.get("task/r/new") == cache.get("task/r/set") == '{"a":1}'
+    columns = "raw, expire_time, access_count, tag, size, mode, filename, value"
+    rows = cache._sql(f"SELECT key, {columns} FROM Cache WHERE key LIKE 'task/r/%' ORDER BY key").fetchall()
+    assert [row[1:] for row in rows[:1]] == [row[1:] for row in rows[1:]]
+    assert "task/r/new" in cache and len(cache) == 2
+    cache.close()
+
+
+def test_put_replaces_small_and_file_backed_values_as_cache_set_does(tmp_path: Path) -> None:
+    """Pins DiskcacheStore.put's in-place UPDATE: the replaced row reads back through
+    diskcache, and a value that was in a file leaves no file behind."""
+    store = DiskcacheStore(tmp_path / "s")
+    store.put("run/a", {"v": 1})
+    store.put("run/a", {"v": 2})  # small over small: the UPDATE
+    store.put("run/b", {"v": "x" * 100_000})  # a file
+    store.put("run/b", {"v": 3})  # small over a file: Cache.set removes the file
+    store.close()
+    cache = diskcache.Cache(str(tmp_path / "s"))
+    assert cache.get("run/a") == '{"v":2}' and cache.get("run/b") == '{"v":3}'
+    files = [name for _, _, names in os.walk(tmp_path / "s") for name in names if name.endswith(".val")]
+    assert files == []
+    rows = cache._sql("SELECT raw, expire_time, tag, size, mode, filename FROM Cache WHERE key LIKE 'run/%'").fetchall()
+    assert rows == [(1, None, None, 0, 1, None)] * 2
+    cache.close()
+
+
 def test_blobs_and_prefix_delete(store) -> None:  # type: ignore[no-untyped-def]
     store.put_blob("blob/r/k", b"\x00\x01" * 100_000)
     store.put("task/r/k", {"a": 1})
@@ -149,15 +192,15 @@ def test_repository_loads_tasks_in_first_seen_order(store) -> None:  # type: ign
 
 def test_forget_deletes_every_record_of_a_run(store) -> None:  # type: ignore[no-untyped-def]
     repo = Repository(store)
-    repo.save_run({"id": "r", "status": "SUCCESS"})
+    repo.save_run({"id": "r", "job_id": "j", "status": "SUCCESS"})
     repo.save_task(
         {"id": "t", "run_id": "r", "idempotency_key": "k", "seq": 1, "callback_secret": "s"},
         index_callback=True,
     )
     store.put_blob("blob/r/k", b"x")
-    repo.save_run({"id": "other", "status": "SUCCESS"})
+    repo.save_run({"id": "other", "job_id": "j", "status": "SUCCESS"})
     assert repo.forget("r") >= 4
-    assert store.keys("") == ["run/other"]
+    assert sorted(store.keys("")) == ["idx/job/j/other", "idx/status/SUCCESS/other", "run/other"]
 
 
 def test_lease_busy_for_a_live_holder_free_for_a_dead_one(store) -> None:  # type: ignore[no-untyped-def]
@@ -254,3 +297,4 @@ def test_a_lease_held_elsewhere_expires_only_with_time(store) -> None:  # type: 
     store.put("run/r", {"id": "r", "status": "EXECUTING", "lease": lease})
     with pytest.raises(RunBusyError, match="another-host"):
         Repository(store).acquire_lease("r")
+

@@ -333,12 +333,8 @@ class TriggerClient:
         if status is not None and status.upper() not in vars(RunStatus).values():
             raise ConfigError(f"Unknown status {status!r}; use one of SUCCESS, FAILURE, WAITING, ...")
         wanted_job = slugify_job_id(job_id) if job_id else None
-        records = [
-            r
-            for r in self.repo.list_runs()
-            if (wanted_job is None or r["job_id"] == wanted_job)
-            and (status is None or r["status"] == status.upper())
-        ]
+        # Filters read through the run indexes: the cost is that of the runs returned.
+        records = self.repo.list_runs(job_id=wanted_job, status=status.upper() if status else None)
         records.sort(key=lambda r: r.get("created_at", 0), reverse=True)
         return [Run(self.run_controls, r["id"], record=r) for r in records]
 

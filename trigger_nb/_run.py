@@ -126,6 +126,12 @@ class Run:
         return record
 
     @property
+    def snapshot(self) -> dict[str, Any]:
+        """The run record as last read (by ``client.runs()`` or an attribute), without reading
+        the store again; :attr:`record` reads it fresh."""
+        return self._record if self._record is not None else self.record
+
+    @property
     def job_id(self) -> str:
         return str((self._record or self.record)["job_id"])
 
@@ -320,13 +326,9 @@ class Run:
 
 
 def _task_output(controls: RunControls, task: dict[str, Any]) -> Any:
-    if task.get("output_encoding") == "pickle":
-        import pickle
+    from ._engine._outputs import stored_output
 
-        data = controls.load_blob(task)
-        return None if data is None else pickle.loads(data)
-    text = task.get("output_json")
-    return None if text is None else json.loads(text)
+    return stored_output(controls, task)
 
 
 def duration_ms(start: float | None, end: float | None) -> float | None:

@@ -24,7 +24,7 @@ import math
 import os
 import pickle
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -306,6 +306,34 @@ def encode_output(
     if type(value) in _ROUND_TRIP_SAFE:
         return EncodedOutput("json", data, value)
     return EncodedOutput("json", data, json.loads(data))
+
+
+def encode_large_string(
+    value: str, *, limit: int = DEFAULT_OUTPUT_LIMIT, cache_key: str = "", chunk: int = 1 << 20
+) -> tuple[int, Callable[[], Iterator[bytes]]]:
+    """A str output's JSON encoding as ``(size in bytes, chunks)``, never built whole.
+
+    ``chunks()`` yields the ASCII bytes of ``json.dumps(value)`` ``chunk`` characters of the
+    value at a time (escaping is per code point, so any split is exact): storing a 100 MiB
+    string costs the string plus a chunk (SPEC §13). The size is counted the same way, first,
+    so the limit is checked before anything is stored. A str round-trips JSON unchanged, so
+    user code keeps ``value`` itself. Raises ``TaskOutputError`` over ``limit``.
+    """
+
+    def pieces() -> Iterator[str]:
+        for start in range(0, len(value), chunk):
+            yield json.dumps(value[start : start + chunk])[1:-1]
+
+    size = 2 + sum(len(piece) for piece in pieces())
+    _check_size(size, limit, "json", cache_key)
+
+    def chunks() -> Iterator[bytes]:
+        yield b'"'
+        for piece in pieces():
+            yield piece.encode("ascii")
+        yield b'"'
+
+    return size, chunks
 
 
 def _encode_pickle(value: Any, *, limit: int, cache_key: str, why: str) -> EncodedOutput:

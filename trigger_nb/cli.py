@@ -85,7 +85,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
     def action(client: TriggerClient) -> None:
         runs = client.runs(job_id=args.job, status=args.status)
-        print(runs_table([run.record for run in runs]))
+        print(runs_table([run.snapshot for run in runs]))
 
     return _with_client(args, action)
 

@@ -22,11 +22,9 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import inspect
-import json
-import pickle
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .._exceptions import (
@@ -38,7 +36,7 @@ from .._exceptions import (
 )
 from .._keys import display_key, idempotency_key, task_id_for
 from .._numbers import epoch
-from .._serde import DEFAULT_OUTPUT_LIMIT, encode_output, error_record, jsonable_for_display
+from .._serde import DEFAULT_OUTPUT_LIMIT, error_record, jsonable_for_display
 from .._store import Lease, Repository
 from ..retry import calculate_retry_at
 from ._bus import Notice, NoticeBus
@@ -46,9 +44,12 @@ from ._control import Canceled, ControlFlow, ExecutionClosing, Suspend
 from ._fingerprint import FIELD as CODE_FIELD
 from ._fingerprint import code_changed, fingerprint
 from ._journal import failure_entry
+from ._outputs import prepare_output, stored_output
 from ._reach import CODE_CHANGED
+from ._records import TaskRecords
 from ._spec import TaskHandle, TaskSpec
 from ._states import TASK_FINISHED, TaskStatus, advance_task
+from ._threads import run_sync_callback
 
 #: The id of the task whose callback is running: parent of any task started inside it (v2 §2.9).
 current_parent: contextvars.ContextVar[str | None] = contextvars.ContextVar(
@@ -94,7 +95,7 @@ class Execution:
     def __init__(
         self,
         run: dict[str, Any],
-        tasks: list[dict[str, Any]],
+        tasks: list[dict[str, Any]] | dict[str, str],
         *,
         repo: Repository,
         bus: NoticeBus,
@@ -126,15 +127,14 @@ class Execution:
         self.make_callback_url = callback_url
         self.start_operation = start_operation
         self.clock = clock
-        self.records: dict[str, dict[str, Any]] = {t["idempotency_key"]: t for t in tasks}
-        self._next_seq = max((t.get("seq", 0) for t in tasks), default=0) + 1
+        self.records = TaskRecords(tasks, lambda key, exc: repo.undecodable(run["id"], key, exc))
         self.visited: set[str] = set()
-        #: What happened to each task in this execution, in order: ``[task_id, outcome,
-        #: What happened to each task in this execution, in order: ``[task_id, outcome,
-        #: attempts, *notes]`` with outcome ``ran | replayed | failed | retry | waiting``;
+        #: What happened to each task in this execution, in order: ``(task_id, outcome,
+        #: attempts, *notes)`` with outcome ``ran | replayed | failed | retry | waiting``;
         #: notes (``_journal``): the error *then* for failed/retry, ``"code_changed"`` for a
-        #: task replayed although its function's code changed.
-        self.journal: list[list[Any]] = []
+        #: task replayed although its function's code changed (tuples: the garbage collector
+        #: stops tracking them).
+        self.journal: list[tuple[Any, ...]] = []
         self.started_at = clock()
         self.suspensions: list[Suspend] = []
         self.closing = False
@@ -172,7 +172,7 @@ class Execution:
             changed = status == TaskStatus.COMPLETED and code_changed(record, spec.user_fn)
             if status == TaskStatus.COMPLETED and not (changed and self.rerun_changed):
                 notes = (CODE_CHANGED,) if changed else ()  # SPEC §2 "Changed code"
-                self.journal.append([record["id"], "replayed", record["attempts"], *notes])
+                self.journal.append((record["id"], "replayed", record["attempts"], *notes))
                 if self.bus.active:
                     self.bus.emit(Notice("task", self.run_id, task=record, data={"replayed": True}))
                 return self._stored_output(record, spec.parse_output)
@@ -321,37 +321,33 @@ class Execution:
         if is_async:
             return await fn(*args)
         # Sync callbacks run in a worker thread so the loop (views, receiver, other runs)
-        # stays responsive (SPEC §4.6); to_thread copies contextvars, so output still lands
-        # in the right notebook cell.
-        result = await asyncio.to_thread(fn, *args)
+        # stays responsive (SPEC §4.6); the context is copied, so output still lands in the
+        # right notebook cell. See _threads for the cheap hand-off.
+        result = await run_sync_callback(fn, *args)
         if inspect.isawaitable(result):
             result = await result
         return result
 
     def _complete(self, record: dict[str, Any], spec: TaskSpec, value: Any) -> Any:
-        serializer = spec.serializer or self.default_serializer
         try:
-            encoded = encode_output(
-                value, serializer=serializer, limit=self.output_limit, cache_key=record["display_key"]
+            output = prepare_output(
+                value,
+                serializer=spec.serializer or self.default_serializer,
+                limit=self.output_limit,
+                cache_key=record["display_key"],
             )
         except TaskOutputError as exc:
             # Retrying cannot make an output serialisable: fail at once.
             return self._fail(record, exc)
-        blob = None
-        if encoded.encoding == "pickle":
-            blob = encoded.data if isinstance(encoded.data, bytes) else encoded.data.encode()
-            record["output_json"] = None
-        else:
-            record["output_json"] = encoded.data
-        record["output_encoding"] = encoded.encoding
+        record.update(output.fields)
         advance_task(record, TaskStatus.COMPLETED)
         record["completed_at"] = self.clock()
         record["ran_in"] = self.number
         record["error"] = None
         record.pop("callback_pending", None)
-        self._save(record, blob=blob)
-        self.journal.append([record["id"], "ran", record["attempts"]])
-        value = encoded.value
+        self._save(record, blob=output.blob)
+        self.journal.append((record["id"], "ran", record["attempts"]))
+        value = output.value
         return spec.parse_output(value) if spec.parse_output is not None else value
 
     async def _on_error(
@@ -477,7 +473,7 @@ class Execution:
             stored = self.repo.load_task(self.run_id, record["idempotency_key"])
             if stored is not None and stored["status"] == TaskStatus.COMPLETED:
                 self.records[record["idempotency_key"]] = stored
-                self.journal.append([stored["id"], "ran", stored["attempts"]])
+                self.journal.append((stored["id"], "ran", stored["attempts"]))
                 return self._stored_output(stored, parse_output)
             if stored is not None and stored["status"] == TaskStatus.ERRORED:
                 self.records[record["idempotency_key"]] = stored
@@ -500,8 +496,7 @@ class Execution:
         self, spec: TaskSpec, key: str, parent_id: str | None, now: float, *, seq: int | None = None
     ) -> dict[str, Any]:
         if seq is None:
-            seq = self._next_seq
-            self._next_seq += 1
+            seq = self.records.new_seq(key)
         cache_key = spec.cache_key
         record: dict[str, Any] = {
             "id": task_id_for(key),
@@ -537,9 +532,22 @@ class Execution:
         self.records[key] = record
         return record
 
+    def cancel_unfinished(self) -> None:
+        """The run was canceled: store every task still waiting or running as CANCELED."""
+        for record in self.records.all():
+            if record["status"] in (TaskStatus.WAITING, TaskStatus.RUNNING, TaskStatus.PENDING):
+                advance_task(record, TaskStatus.CANCELED)
+                record.pop("callback_pending", None)
+                self.repo.save_task(record)
+
     def _save(
-        self, record: dict[str, Any], *, blob: bytes | None = None, index_callback: bool = False
+        self,
+        record: dict[str, Any],
+        *,
+        blob: bytes | Iterator[bytes] | None = None,
+        index_callback: bool = False,
     ) -> None:
+        new = self.records.first_write(record["idempotency_key"])
         self._fenced(
             self.repo.save_task,
             record,
@@ -547,6 +555,7 @@ class Execution:
             index_callback=index_callback,
             job_id=self.run.get("job_id"),
             lease=self.lease,
+            new=new,
         )
         if self.bus.active:
             self.bus.emit(Notice("task", self.run_id, task=record))
@@ -576,15 +585,10 @@ class Execution:
     def _suspend(self, record: dict[str, Any], due_at: float | None, reason: str) -> None:
         signal = Suspend(record["id"], due_at, reason)
         self.suspensions.append(signal)
-        waiting = [record["id"], "waiting", record["attempts"]]
+        waiting = (record["id"], "waiting", record["attempts"])
         self.journal.append(failure_entry(record, "retry") if reason == "retry" else waiting)
         raise signal
 
     def _stored_output(self, record: dict[str, Any], parse_output: Callable[[Any], Any] | None) -> Any:
-        if record.get("output_encoding") == "pickle":
-            data = self.repo.load_blob(record)
-            value = None if data is None else pickle.loads(data)
-        else:
-            text = record.get("output_json")
-            value = None if text is None else json.loads(text)
+        value = stored_output(self.repo, record)
         return parse_output(value) if parse_output is not None else value

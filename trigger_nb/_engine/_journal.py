@@ -1,6 +1,7 @@
 """What an execution's journal records of a task that failed or waits to retry.
 
-A journal entry is ``[task_id, outcome, attempts, *notes]``. ``failed`` and ``retry`` entries
+A journal entry is ``(task_id, outcome, attempts, *notes)`` (a list once read back from the
+store: readers index it, never compare its type). ``failed`` and ``retry`` entries
 carry the error as it was *then* (a dict): the task record keeps only its latest error (a later
 attempt, or a value given by hand, replaces it), and the task log's history must show what
 happened in that execution, never today's record (SPEC §8). Only failures pay for it: the
@@ -16,14 +17,14 @@ from typing import Any
 JOURNAL_STACK_CHARS = 2000
 
 
-def failure_entry(record: dict[str, Any], outcome: str) -> list[Any]:
+def failure_entry(record: dict[str, Any], outcome: str) -> tuple[Any, ...]:
     """The journal entry of ``record`` with its error as it is now."""
     error = record.get("error") or {}
     snapshot = {"name": error.get("name"), "message": error.get("message")}
     stack = error.get("stack")
     if stack:
         snapshot["stack"] = stack[-JOURNAL_STACK_CHARS:]
-    return [record["id"], outcome, record["attempts"], snapshot]
+    return (record["id"], outcome, record["attempts"], snapshot)
 
 
 def error_then(entry: list[Any] | tuple[Any, ...]) -> dict[str, Any] | None:

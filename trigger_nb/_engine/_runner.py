@@ -29,6 +29,7 @@ from .._store import Lease, Repository
 from ._bus import Notice, NoticeBus
 from ._control import Canceled, ControlFlow
 from ._execution import CALLBACK_TIMEOUT_MESSAGE, Execution, TaskSpec, current_parent
+from ._handoff import Handoff
 from ._heartbeat import LeaseKeeper
 from ._jobs import JobDefinition, make_context
 from ._operations import Operations
@@ -79,6 +80,7 @@ class Runner:
         self.orphans = OrphanFinder(repo, jobs, busy=busy, resume=resume)
         #: A test seam (``testing.JobTester``): may replace each task's spec (a mocked output).
         self.intercept_task: Callable[[TaskSpec], TaskSpec] | None = None
+        self._handoff = Handoff(loop_host, self._resume_soon)  # resolved runs, in batches
 
     # -- executing ------------------------------------------------------------------------
     async def execute(
@@ -131,6 +133,7 @@ class Runner:
             run = self.repo.load_run(run_id)
             if run is None:
                 raise ConfigError(f"No run {run_id!r} in the store at {self.repo.store.location}.")
+            stored = {"status": run["status"], "wake_at": run.get("wake_at")}  # for save_run
             job = self.jobs.get(run["job_id"])
             if wanted is not None and (job is None or not wanted(run)):
                 return None  # a job not defined here is picked up when its cell is executed
@@ -163,7 +166,7 @@ class Runner:
             run["cancel_requested"] = False
             if reset_errored:
                 run["error"] = None
-            self.repo.save_run(run)
+            self.repo.save_run(run, stored=stored)
         self._notify_run(run)
         return run, job, reset_errored, lease
 
@@ -178,7 +181,7 @@ class Runner:
         run_id = run["id"]
         execution = Execution(
             run,
-            self.repo.load_tasks(run_id),
+            self.repo.load_task_texts(run_id),
             repo=self.repo,
             bus=self.bus,
             number=run["executions"],
@@ -201,6 +204,7 @@ class Runner:
         finally:
             self._leases.drop(lease)
             self._active.pop(run_id, None)
+        execution.io = None  # io refers back to it: no cycle left for the full collection to free
         return self._finish(run, execution, outcome, value)
 
     async def _drive(
@@ -230,6 +234,8 @@ class Runner:
             current_parent.reset(top_level)
         execution.closing = True
         await execution.wait_idle()  # every concurrent branch finished or suspended (SPEC §4.4)
+        if execution.records.corrupt is not None:
+            raise execution.records.corrupt  # an undecodable record: the caller gets StoreError
         if execution.canceled:
             outcome = "canceled"
         elif outcome == "success" and execution.suspensions:
@@ -273,7 +279,7 @@ class Runner:
                 run["wake_at"] = min(dues) if dues else None
             elif outcome == "canceled":
                 advance_run(run, RunStatus.CANCELED)
-                self._cancel_waiting_tasks(execution)
+                execution.cancel_unfinished()
             if run["status"] in RUN_FINISHED:
                 run["completed_at"] = now
             run["updated_at"] = now
@@ -291,20 +297,13 @@ class Runner:
             run["lease"] = None  # released with the same write
             if run["status"] != RunStatus.EXECUTING:
                 self.repo.clear_executing(run["id"])
-            self.repo.save_run(run)
+            self.repo.save_run(run, stored=stored)
             self.repo.save_journal(run["id"], execution.number, journal, keep=HISTORY_LIMIT)
         self._notify_run(run)
         self.bus.emit(Notice("execution", run["id"], data={"event": "end", "n": execution.number}))
         if run["status"] == RunStatus.WAITING and run["wake_at"] is not None:
             self.schedule(run["id"], run["wake_at"])
         return run
-
-    def _cancel_waiting_tasks(self, execution: Execution) -> None:
-        for record in execution.records.values():
-            if record["status"] in (TaskStatus.WAITING, TaskStatus.RUNNING, TaskStatus.PENDING):
-                advance_task(record, TaskStatus.CANCELED)
-                record.pop("callback_pending", None)
-                self.repo.save_task(record)
 
     def _save_run(self, run: dict[str, Any]) -> None:
         self.repo.save_run(run)
@@ -362,13 +361,13 @@ class Runner:
     def resume_due(self) -> int:
         """Wake every stored WAITING run of a defined job whose time has come (or schedule it)."""
         count = 0
-        for run in self.repo.list_runs():
-            if run["status"] == RunStatus.WAITING and run["job_id"] in self.jobs:
-                if run["id"] in self._timers or run["id"] in self._active:
+        # The status index, not every run (SPEC §13); a stale entry only schedules a no-op.
+        for run_id, job_id, wake_at in self.repo.waiting_runs():
+            if job_id in self.jobs and wake_at is not None:
+                if run_id in self._timers or run_id in self._active:
                     continue
-                if run.get("wake_at") is not None:
-                    self.schedule(run["id"], run["wake_at"])
-                    count += 1
+                self.schedule(run_id, wake_at)
+                count += 1
         return count
 
     async def resume_now(self, run_id: str) -> dict[str, Any] | None:
@@ -512,7 +511,7 @@ class Runner:
                 self.repo.mark_wake(run_id, now)
         if self.bus.active:
             self.bus.emit(Notice("task", run_id, task=task))
-        self.host.call_soon(self._resume_soon, run_id)
+        self._handoff.add(run_id)
         return "accepted"
 
     def complete_callback(self, task_id: str, secret: str, body: Any) -> str:

@@ -26,8 +26,6 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from .._engine import TaskSpec, TaskStatus
 from .._events._filters import HttpResponse, response_filter_matches, validate_response_filter
 from .._exceptions import ConfigError
@@ -56,6 +54,8 @@ from ._fetch_retry import (
 )
 
 if TYPE_CHECKING:
+    import httpx
+
     from .._engine import Execution
     from .._engine._operations import OperationContext
 
@@ -266,6 +266,8 @@ async def _send(
     Raises ``_TimedOut``, or ``FetchError`` for any other failure, with a message scrubbed of
     secrets and no chained exception (an httpx/h11 message may quote a header value).
     """
+    import httpx
+
     method, url, headers, content = request.materialize()
     try:
         return await asyncio.wait_for(
@@ -283,6 +285,8 @@ async def _send(
 def _http_client(request: RequestPlan) -> httpx.AsyncClient:
     """The client of one operation: follows redirects, but sends the headers built with
     ``redact_string`` to the request's own origin only (scheme, host and port)."""
+    import httpx  # only when a request is sent: a job without HTTP tasks never imports it
+
     origin = httpx.URL(request.url)
     hidden = request.secret_header_names
 

@@ -221,13 +221,12 @@ class JobMagics(Magics):
 
     def _cmd_list(self, rest: str) -> Any:
         parsed = parse_line(rest, {"job": "word", "status": "word"}, usage=COMMANDS["list"][0])
-        client = default_client()
-        job_id, status = parsed.options.get("job"), parsed.options.get("status")
-        client.runs(job_id=job_id, status=status)  # an unknown status is a ConfigError now
         from ._runs_table import RunsListing
 
-        # Interactive in a notebook (filter, click a run to open its log), text elsewhere.
-        return RunsListing(client, job_id=job_id, status=status)
+        # Interactive in a notebook (filter, click a run to open its log), text elsewhere. It
+        # reads the runs once, here (an unknown status is a ConfigError now).
+        options = parsed.options
+        return RunsListing(default_client(), job_id=options.get("job"), status=options.get("status"))
 
     def _cmd_show(self, rest: str) -> Any:
         return default_client().get_run(self._one_run_id(rest, "show"))

@@ -20,21 +20,28 @@ if TYPE_CHECKING:
 
 
 def run_records(client: TriggerClient, *, job_id: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
-    """``client.runs(...)`` as records, newest first."""
-    return [run.record for run in client.runs(job_id=job_id, status=status)]
+    """``client.runs(...)`` as records, newest first: the records ``runs()`` read, not read
+    again per run (a list costs what ``client.runs()`` costs, SPEC §13)."""
+    return [run.snapshot for run in client.runs(job_id=job_id, status=status)]
 
 
 class RunsListing:
     """What ``%job list`` and a bare ``%job`` return: the runs table, interactive in a
-    kernel (filter by status and job, click a run to open its log), text elsewhere."""
+    kernel (filter by status and job, click a run to open its log), text elsewhere.
+
+    The runs are read once, when it is made (an unknown status raises ``ConfigError`` there):
+    its text and HTML show them as they were then; the kernel's table starts from them and
+    then follows the store live.
+    """
 
     def __init__(self, client: TriggerClient, *, job_id: str | None = None, status: str | None = None) -> None:
         self.client = client
         self.job_id = job_id
         self.status = status
+        self._records = run_records(client, job_id=job_id, status=status)
 
     def records(self) -> list[dict[str, Any]]:
-        return run_records(self.client, job_id=self.job_id, status=self.status)
+        return self._records
 
     def text(self) -> str:
         from ._display import runs_table
@@ -49,7 +56,10 @@ class RunsListing:
 
     def _ipython_display_(self) -> None:
         if in_kernel():
-            RunsTable(self.client, job_id=self.job_id, status=self.status, title="Runs").display()
+            table = RunsTable(
+                self.client, job_id=self.job_id, status=self.status, title="Runs", records=self._records
+            )
+            table.display()
             return
         print(self.text())
 
@@ -76,6 +86,7 @@ class RunsTable:
         title: str | None = None,
         note: Callable[[], str] | None = None,
         text: Callable[[], str] | None = None,
+        records: list[dict[str, Any]] | None = None,
     ) -> None:
         self.client = client
         self.text = text
@@ -84,14 +95,15 @@ class RunsTable:
         self.title = title
         self.note = note
         self.open: RunPage | None = None
-        self.widget = LogWidget(state=self.view())
+        self.widget = LogWidget(state=self.view(records))
         self.widget.on_msg(self._on_msg)
         self._handle: Any = None
         self._throttle = Throttle(self._render)
         self._unsubscribe = client.bus.subscribe(self._on_notice)
 
-    def view(self) -> dict[str, Any]:
-        runs = run_records(self.client, job_id=self.job_id, status=self.status)
+    def view(self, records: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """The table's state; ``records``: the runs already read (else they are read now)."""
+        runs = records if records is not None else run_records(self.client, job_id=self.job_id, status=self.status)
         view = runs_view(runs, title=self.title, note=self.note() if self.note else None, limit=self.LIMIT)
         view["open"] = self.open.view() if self.open is not None else None
         return view

@@ -67,7 +67,7 @@ class TriggerView:
     def text(self) -> str:
         header, note, runs = self._lines()
         lines = [header, note, f"Runs started: {len(runs)}"]
-        lines += [f"  {summary_line(run.record)}" for run in runs[: self.MAX_RUNS]]
+        lines += [f"  {summary_line(run.snapshot)}" for run in runs[: self.MAX_RUNS]]
         if len(runs) > self.MAX_RUNS:
             lines.append(
                 f"  ... and {len(runs) - self.MAX_RUNS} more (`%job list --job {self.job_id}`)"
@@ -77,7 +77,7 @@ class TriggerView:
     def html(self) -> str:
         header, note, runs = self._lines()
         rows = "".join(
-            f"<li><code>{html.escape(summary_line(run.record))}</code></li>"
+            f"<li><code>{html.escape(summary_line(run.snapshot))}</code></li>"
             for run in runs[: self.MAX_RUNS]
         )
         more = (

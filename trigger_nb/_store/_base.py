@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import abc
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -53,6 +53,13 @@ class Store(abc.ABC):
     def put(self, key: str, value: Any) -> None:
         """Store a JSON-compatible record."""
 
+    def put_new(self, key: str, value: Any) -> None:
+        """Store a record under a key that is almost certainly new (a task's first write).
+
+        Same effect as :meth:`put` (an existing record is replaced); a backend may make the
+        new-key case cheaper, e.g. one ``INSERT`` instead of a read-then-write."""
+        self.put(key, value)
+
     @abc.abstractmethod
     def delete(self, key: str) -> bool:
         """Delete ``key``; True if it existed."""
@@ -64,6 +71,12 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def put_blob(self, key: str, data: bytes) -> None:
         """Store raw bytes (large values are streamed to files by the backend)."""
+
+    def put_blob_chunks(self, key: str, chunks: Iterable[bytes]) -> None:
+        """Store the concatenation of ``chunks`` as one blob. A backend that can stream them
+        to its storage never holds the whole blob (SPEC §13: a 100 MiB output is stored at
+        the cost of the value plus one copy); this default joins them."""
+        self.put_blob(key, b"".join(chunks))
 
     @abc.abstractmethod
     def keys(self, prefix: str) -> list[str]:

@@ -17,7 +17,8 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from functools import wraps
 from typing import Any, TypeVar
@@ -29,6 +30,18 @@ from ._base import Store
 from ._codec import encode_record
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# The row Cache.set writes for a str key and a small str value: raw key, no expiry, no tag,
+# mode 1 (diskcache.core.MODE_RAW), value inline. Pinned by tests/test_store.py.
+_UPDATE_RAW = (
+    "UPDATE Cache SET store_time = ?, expire_time = NULL, access_time = ?, access_count = 0,"
+    " tag = NULL, size = 0, mode = 1, filename = NULL, value = ?"
+    " WHERE key = ? AND raw = 1 AND filename IS NULL"
+)
+_INSERT_RAW = (
+    "INSERT INTO Cache(key, raw, store_time, expire_time, access_time, access_count, tag, size,"
+    " mode, filename, value) VALUES (?, 1, ?, NULL, ?, 0, NULL, 0, 1, NULL, ?)"
+)
 
 _REMEDY = (
     "Point TRIGGER_NB_DIR (or `%job config --dir PATH`, or TriggerClient(dir=...)) at a "
@@ -73,6 +86,27 @@ def _explain(path: str, exc: BaseException) -> StoreError:
     ):
         return StoreError(f"The trigger_nb store at {path!r} is not writable ({text}). {_REMEDY}.")
     return StoreError(f"The trigger_nb store at {path!r} cannot be used ({text}). {_REMEDY}.")
+
+
+class _ChunkReader:
+    """A read-only file over an iterable of byte chunks (``Cache.set(..., read=True)`` calls
+    ``read(size)`` until it returns ``b""``); holds one chunk at a time."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = iter(chunks)
+        self._pending = b""
+
+    def read(self, size: int = -1) -> bytes:
+        while not self._pending:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return b""
+            self._pending = chunk
+        if size < 0 or size >= len(self._pending):
+            data, self._pending = self._pending, b""
+            return data
+        data, self._pending = self._pending[:size], self._pending[size:]
+        return data
 
 
 def _make_private(path: str, *, created: bool) -> None:
@@ -163,6 +197,7 @@ class DiskcacheStore(Store):
         except (sqlite3.Error, OSError) as exc:
             raise _explain(path, exc) from exc
         self._fetch = self._cache._disk.fetch
+        self._min_file_size = self._cache._disk.min_file_size
         # Writers of this process queue on this lock instead of on SQLite's write lock: SQLite's
         # busy handler *sleeps* (1, 2, 5 ms, ...) while another connection writes, which made
         # the receiver's thread and the loop's thread stall each other. Other processes still
@@ -184,16 +219,42 @@ class DiskcacheStore(Store):
             (prefix, prefix + "\U0010ffff"),
         ).fetchall()
         out = []
+        fetch = self._fetch
         for key, mode, filename, value in rows:
-            data = self._fetch(mode, filename, value, False)
-            if isinstance(data, str):
+            # mode 1 (MODE_RAW) is the value itself: skip a call per row on the replay path.
+            data = value if mode == 1 else fetch(mode, filename, value, False)
+            if data.__class__ is str:
                 out.append((key, decode(data)))
         return out
 
     @_store_errors
     def put(self, key: str, value: Any) -> None:
+        # Most puts replace a small record (a run or task record, again): one UPDATE of the
+        # row in place, instead of Cache.set's BEGIN / SELECT / UPDATE / COMMIT. A new key, or
+        # an old value kept in a file (which must be removed), takes Cache.set.
         data = encode_record(key, value)
         with self._write_lock:
+            if len(data) < self._min_file_size:
+                now = time.time()
+                if self._cache._sql(_UPDATE_RAW, (now, now, data, key)).rowcount == 1:
+                    return
+            self._cache.set(key, data)
+
+    @_store_errors
+    def put_new(self, key: str, value: Any) -> None:
+        # One INSERT (its own transaction, or part of the caller's) instead of Cache.set's
+        # BEGIN / SELECT / INSERT-or-UPDATE / COMMIT: half the cost of a task's first write
+        # (SPEC §13). The row is what Cache.set stores for a small str (MODE_RAW, no file);
+        # an existing key (IntegrityError on the (key, raw) unique index) takes Cache.set.
+        data = encode_record(key, value)
+        with self._write_lock:
+            if len(data) < self._min_file_size:
+                now = time.time()
+                try:
+                    self._cache._sql(_INSERT_RAW, (key, now, now, data))
+                    return
+                except sqlite3.IntegrityError:
+                    pass
             self._cache.set(key, data)
 
     @_store_errors
@@ -210,6 +271,12 @@ class DiskcacheStore(Store):
     def put_blob(self, key: str, data: bytes) -> None:
         with self._write_lock:
             self._cache.set(key, bytes(data))
+
+    @_store_errors
+    def put_blob_chunks(self, key: str, chunks: Iterable[bytes]) -> None:
+        # read=True: diskcache copies the reader to a file 4 MiB at a time.
+        with self._write_lock:
+            self._cache.set(key, _ChunkReader(chunks), read=True)
 
     @_store_errors
     def keys(self, prefix: str) -> list[str]:

@@ -9,6 +9,15 @@ Layout (all values JSON records unless noted)::
     hist/{run_id}/{n}                execution n's journal: [task id, outcome, attempts, *notes]
     cb/{task_id}                     callback index: task id -> run id, idempotency key, job id
     exec/{run_id}                    the run is EXECUTING (found by a scan of keys: orphans)
+    idx/job/{job_id}/{run_id}        run index by job: {}
+    idx/status/{status}/{run_id}     run index by status: {"job_id", "wake_at"} (not EXECUTING)
+    meta/run-index                   {"version": 1} once every run is in the indexes
+
+The run indexes make store-wide questions ("the runs of job X", "the WAITING runs to schedule")
+cost what they return, not what the store holds (SPEC §13). :meth:`Repository.save_run` keeps
+them in the same transaction as the run record; readers still check each record they load, so
+an index entry can only make a query slower, never wrong. A store written before the indexes
+existed is indexed once, by the first reader that needs them.
 
 Backend-agnostic: a second backend only implements :class:`Store`.
 """
@@ -20,7 +29,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .._exceptions import RunBusyError, StoreError
@@ -32,6 +41,17 @@ log = logging.getLogger("trigger_nb")
 
 #: A lease not renewed for this long is free (its holder died, hung or was stopped).
 LEASE_TTL = 60.0
+
+
+#: ``save_run``'s "not read yet" marker (``None`` means "read: there is no such run").
+_UNREAD = object()
+#: Runs in this status have no status index entry: every execution passes through it, and
+#: nobody looks for it often (a query for it reads every run).
+_UNINDEXED = "EXECUTING"
+
+
+def _as_text(text: str) -> str:
+    return text
 
 
 def _read(path: str) -> str | None:
@@ -163,10 +183,88 @@ class Repository:
         except ValueError as exc:
             raise _undecodable(self.store, run_id, f"run/{run_id}", exc) from None
 
-    def save_run(self, run: dict[str, Any]) -> None:
-        self.store.put(f"run/{run['id']}", run)
+    def save_run(self, run: dict[str, Any], *, stored: Any = _UNREAD) -> None:
+        """Store the run record and move its index entries, in one transaction.
 
-    def list_runs(self) -> list[dict[str, Any]]:
+        ``stored``: the record as it is in the store right now (``None`` if absent), when the
+        caller read it in its own open transaction: saves reading it again."""
+        run_id, status, job_id = run["id"], run["status"], run.get("job_id")
+        with self.store.transaction():
+            old = self._stored_run(run_id) if stored is _UNREAD else stored
+            if old is None and job_id is not None:
+                self.store.put_new(f"idx/job/{job_id}/{run_id}", {})
+            old_status = None if old is None else old["status"]
+            wake_at = run.get("wake_at")
+            if old_status != status or (old is not None and old.get("wake_at") != wake_at):
+                if old_status is not None and old_status != _UNINDEXED and old_status != status:
+                    self.store.delete(f"idx/status/{old_status}/{run_id}")
+                if status != _UNINDEXED:
+                    entry = {"job_id": job_id, "wake_at": wake_at}
+                    if old_status == status:  # a new wake time: the entry exists
+                        self.store.put(f"idx/status/{status}/{run_id}", entry)
+                    else:
+                        self.store.put_new(f"idx/status/{status}/{run_id}", entry)
+            self.store.put(f"run/{run_id}", run)
+
+    def list_runs(
+        self, *, job_id: str | None = None, status: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Run records, optionally only those of ``job_id`` and/or in ``status``. With a
+        filter, reads only the matching runs (through the indexes); without, every run."""
+        if (job_id is None and status is None) or (job_id is None and status == _UNINDEXED):
+            return [r for r in self._scan_runs() if status is None or r["status"] == status]
+        self._ensure_run_index()
+        candidates: set[str] | None = None
+        if job_id is not None:
+            candidates = {key.rsplit("/", 1)[1] for key in self.store.keys(f"idx/job/{job_id}/")}
+        if status is not None and status != _UNINDEXED:
+            by_status = {key.rsplit("/", 1)[1] for key in self.store.keys(f"idx/status/{status}/")}
+            candidates = by_status if candidates is None else candidates & by_status
+        assert candidates is not None
+        records = []
+        for run_id in sorted(candidates):
+            record = self._stored_run(run_id)
+            if (
+                record is not None
+                and (job_id is None or record["job_id"] == job_id)
+                and (status is None or record["status"] == status)
+            ):
+                records.append(record)
+        return records
+
+    def waiting_runs(self) -> list[tuple[str, str, float | None]]:
+        """``(run_id, job_id, wake_at)`` of every WAITING run, from the status index alone
+        (callers re-check the run record before acting on it)."""
+        self._ensure_run_index()
+        prefix = "idx/status/WAITING/"
+        return [
+            (key[len(prefix) :], entry["job_id"], entry.get("wake_at"))
+            for key, entry in self.store.scan(prefix)
+        ]
+
+    _indexed = False
+
+    def _ensure_run_index(self) -> None:
+        """Index a store written before the run indexes existed (once per store, ever)."""
+        if self._indexed or self.store.get("meta/run-index") is not None:
+            self._indexed = True
+            return
+        with self.store.transaction():
+            if self.store.get("meta/run-index") is None:
+                for prefix in ("idx/job/", "idx/status/"):
+                    self.store.delete_prefix(prefix)
+                for run in self._scan_runs():
+                    run_id = run["id"]
+                    self.store.put(f"idx/job/{run.get('job_id')}/{run_id}", {})
+                    if run["status"] != _UNINDEXED:
+                        self.store.put(
+                            f"idx/status/{run['status']}/{run_id}",
+                            {"job_id": run.get("job_id"), "wake_at": run.get("wake_at")},
+                        )
+                self.store.put("meta/run-index", {"version": 1})
+        self._indexed = True
+
+    def _scan_runs(self) -> list[dict[str, Any]]:
         """Every decodable run record; an undecodable one is left out with a warning that
         names it (reading it with :meth:`load_run` gives the :class:`StoreError`)."""
         runs = []
@@ -176,6 +274,13 @@ class Repository:
             else:
                 runs.append(record)
         return runs
+
+    def _stored_run(self, run_id: str) -> dict[str, Any] | None:
+        """The stored run record; ``None`` if absent or undecodable (index upkeep only)."""
+        try:
+            return self.store.get(f"run/{run_id}")
+        except ValueError:
+            return None
 
     def forget(self, run_id: str) -> int:
         """Delete a run and everything under it; returns how many records went."""
@@ -190,6 +295,10 @@ class Repository:
                 count += self.store.delete_prefix(prefix)
             self.store.delete(f"wake/{run_id}")
             self.store.delete(f"exec/{run_id}")
+            run = self._stored_run(run_id)
+            if run is not None:
+                self.store.delete(f"idx/job/{run.get('job_id')}/{run_id}")
+                self.store.delete(f"idx/status/{run['status']}/{run_id}")
             count += self.store.delete(f"run/{run_id}")
         return count
 
@@ -204,6 +313,20 @@ class Repository:
         tasks.sort(key=lambda t: t.get("seq", 0))
         return tasks
 
+    def load_task_texts(self, run_id: str) -> dict[str, str]:
+        """Every task record of a run as its stored JSON text, by idempotency key, in one read.
+
+        An execution decodes a record only when its task is reached: a replayed task's record
+        is decoded, used and dropped, so a run of 50,000 tasks never holds 50,000 dicts for the
+        garbage collector to walk (SPEC §13: replay cost flat in the run's size)."""
+        prefix = f"task/{run_id}/"
+        n = len(prefix)
+        return {key[n:]: text for key, text in self.store.scan(prefix, decode=_as_text)}
+
+    def undecodable(self, run_id: str, idempotency_key: str, error: BaseException) -> StoreError:
+        """The error for a task record of ``run_id`` that cannot be decoded (names the run)."""
+        return _undecodable(self.store, run_id, f"task/{run_id}/{idempotency_key}", error)
+
     def load_task(self, run_id: str, idempotency_key: str) -> dict[str, Any] | None:
         return self.store.get(f"task/{run_id}/{idempotency_key}")
 
@@ -211,27 +334,33 @@ class Repository:
         self,
         task: dict[str, Any],
         *,
-        blob: bytes | None = None,
+        blob: bytes | Iterable[bytes] | None = None,
         index_callback: bool = False,
         job_id: str | None = None,
         lease: Lease | None = None,
+        new: bool = False,
     ) -> None:
         """Store a task record (``None``/``False`` fields left out: smaller records replay
-        faster). ``blob``: its pickled output; ``index_callback``: register its callback id
+        faster). ``blob``: its output as bytes (pickled) or byte chunks (a large JSON output,
+        streamed to the store); ``index_callback``: register its callback id
         (with the run's ``job_id``, so a receiver knows whether it runs that job itself);
         ``lease``: the writing execution's lease, checked in the same transaction
-        (:class:`RunBusyError` if it was lost, and nothing is written)."""
+        (:class:`RunBusyError` if it was lost, and nothing is written); ``new``: the record was
+        never stored (a cheaper write, see ``Store.put_new``)."""
         key = f"task/{task['run_id']}/{task['idempotency_key']}"
         lean = {k: v for k, v in task.items() if v is not None and v is not False}
+        put = self.store.put_new if new else self.store.put
         if blob is None and not index_callback and lease is None:
-            self.store.put(key, lean)
+            put(key, lean)
             return
         with self.store.transaction():
             if lease is not None:
                 self.check_lease(lease)
-            self.store.put(key, lean)
-            if blob is not None:
+            put(key, lean)
+            if isinstance(blob, bytes):
                 self.store.put_blob(f"blob/{task['run_id']}/{task['idempotency_key']}", blob)
+            elif blob is not None:
+                self.store.put_blob_chunks(f"blob/{task['run_id']}/{task['idempotency_key']}", blob)
             if index_callback:
                 self.store.put(
                     f"cb/{task['id']}",
@@ -276,7 +405,7 @@ class Repository:
     # -- execution journals (what each execution did with each task) ----------------------
     def save_journal(self, run_id: str, number: int, journal: list[Any], *, keep: int) -> None:
         """Store execution ``number``'s journal; drop the one ``keep`` executions older."""
-        self.store.put(f"hist/{run_id}/{number:08d}", journal)
+        self.store.put_new(f"hist/{run_id}/{number:08d}", journal)
         if number > keep:
             self.store.delete(f"hist/{run_id}/{number - keep:08d}")
 
