@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 from _support import poll
+from test_changed_code import NEW_DOUBLE, Job, by_key
 
 from trigger_nb import TriggerClient, redact_string
-from trigger_nb._notebook._static import render_run_html
+from trigger_nb._notebook._static import render_run_html, render_run_text
 from trigger_nb._notebook._viewmodel import GROUP_MIN, run_view, user_frames
 from trigger_nb._notebook._widget import WIDGET_MIME, TaskLog
 
@@ -270,3 +271,79 @@ def test_send_posts_through_the_receiver_and_cancel(client: TriggerClient, log_f
     log2 = log_factory(other.id)
     assert click(log2, "cancel")["error"] is None
     assert other.status == "CANCELED"
+
+
+# -- changed code and tasks no longer reached (issue 12, SPEC §2) ------------------------------
+
+
+def test_a_replayed_task_whose_code_changed_is_marked_with_invalidate(
+    client: TriggerClient, log_factory: Any
+) -> None:
+    job = Job(client)
+    job.invoke()
+    job.double = NEW_DOUBLE
+    run = job.invoke()  # replays "double" although its function changed (v2: by key)
+    log = log_factory(run.id)
+    rows = task_rows(log.widget.state)
+    assert rows["double"]["code_changed"] and rows["double"]["replayed"]
+    assert rows["double"]["controls"] == ["invalidate"]
+    assert not rows["plus-one"]["code_changed"]  # its lambda is the same
+    bundle = log.bundle()
+    [line] = [line for line in bundle["text/plain"].splitlines() if "double" in line]
+    assert line.endswith("code changed")
+    assert "code changed" not in next(line for line in bundle["text/plain"].splitlines() if "plus-one" in line)
+    assert bundle["text/html"].count('class="trigger-nb-code-changed"') == 1
+    assert not task_rows(view_of(client, run.id, execution=1))["double"]["code_changed"]
+
+    assert click(log, "invalidate", rows["double"]["id"])["error"] is None
+    assert run.record["invalidated"] == ["double"]
+    poll(lambda: "retry" in log.widget.state["run"]["controls"])
+    assert click(log, "retry")["error"] is None  # the next execution runs it again
+    assert job.calls == ["double", "plus", "double"] and run.output == {"a": 20, "b": 3}
+    poll(lambda: log.widget.state["latest"] == 3)
+    again = task_rows(log.widget.state)["double"]
+    assert (again["code_changed"], again["outcome"], again["controls"]) == (False, "ran", ["invalidate"])
+    # history does not change: execution 2 replayed it with changed code
+    assert task_rows(view_of(client, run.id, execution=2))["double"]["code_changed"]
+
+
+def test_a_group_counts_its_members_whose_code_changed(client: TriggerClient) -> None:
+    fn = {"item": lambda: 1}
+
+    @client.define_job(id="loop")
+    async def loop(payload: Any, io: Any, ctx: Any) -> Any:
+        return [await io.run_task(["item", i], fn["item"], name="item") for i in range(GROUP_MIN + 1)]
+
+    client.invoke_sync("loop", run_id="r-loop")
+    fn["item"] = lambda: 2
+    view = view_of(client, client.invoke_sync("loop", run_id="r-loop").id)
+    [group] = [row for row in view["rows"] if row["type"] == "group"]
+    assert group["code_changed"] == GROUP_MIN + 1 and group["replayed"] == GROUP_MIN + 1
+    assert f"{GROUP_MIN + 1} code changed" in render_run_text(view)
+    assert f"{GROUP_MIN + 1} code changed</b>" in render_run_html(view)
+
+
+def test_stored_tasks_no_longer_reached_are_listed_under_the_log_with_invalidate(
+    client: TriggerClient, log_factory: Any
+) -> None:
+    job = Job(client)
+    job.invoke()
+    job.second_key = "add-one"  # the step was renamed: "plus-one" stays stored, unused
+    run = job.invoke()
+    log = log_factory(run.id)
+    state = log.widget.state
+    assert "plus-one" not in task_rows(state)
+    [unused] = state["not_reached"]
+    assert (unused["key"], unused["status"], unused["controls"]) == ("plus-one", "COMPLETED", ["invalidate"])
+    assert state["not_reached_total"] == 1
+    bundle = log.bundle()
+    assert "not reached by execution 2" in bundle["text/plain"]
+    assert "plus-one" in bundle["text/plain"].split("not reached by execution 2")[1]
+    assert 'class="trigger-nb-not-reached"' in bundle["text/html"]
+    assert view_of(client, run.id, execution=1)["not_reached"] == []  # an earlier execution shown
+
+    assert click(log, "invalidate", unused["id"])["error"] is None
+    assert "plus-one" not in by_key(run)  # deleted ...
+    assert run.record["invalidated"] == []  # ... and not pending: no execution will run it
+    poll(lambda: log.widget.state["not_reached"] == [])
+    assert log.widget.state["run"]["controls"] == []  # nothing to retry

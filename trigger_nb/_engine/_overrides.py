@@ -4,7 +4,8 @@ What the task log's **Invalidate** and **Complete with value** controls do (SPEC
 Both hold the run's lease while they write, so they never race an execution in this or
 another process (``RunBusyError`` instead). :func:`invalidate` leaves the run for its next
 execution (the run record lists the forgotten display keys under ``invalidated``; views show
-those that have not run again yet); :func:`complete` continues the run at once. They use the
+those that have not run again yet; a task the latest execution no longer reaches is deleted
+and not listed: no execution will run it again); :func:`complete` continues the run at once. They use the
 runner's public side only (``repo``, ``bus``, ``is_active``, ``execute``).
 """
 
@@ -17,6 +18,7 @@ from .._exceptions import ConfigError, RunBusyError
 from .._serde import encode_output
 from .._store import Lease, Repository
 from ._bus import Notice
+from ._reach import unreached_tasks
 from ._states import TaskStatus, advance_task
 
 
@@ -56,7 +58,8 @@ def _leased(repo: Repository, run_id: str, executing_here: bool) -> Lease:
 def invalidate_task(repo: Repository, run_id: str, task_id: str, *, executing_here: bool) -> dict[str, Any]:
     """Forget COMPLETED task ``task_id`` and the tasks started inside it, so the next
     execution runs it again. Returns the run record, which lists the display key under
-    ``invalidated`` until that execution begins. Raises ``ConfigError`` for an unknown or
+    ``invalidated`` until that execution begins (unless the latest execution no longer reached
+    the task, SPEC §2 "Not reached": then it is only deleted). Raises ``ConfigError`` for an unknown or
     unfinished task, ``RunBusyError`` while the run executes."""
     lease = _leased(repo, run_id, executing_here)
     try:
@@ -69,12 +72,14 @@ def invalidate_task(repo: Repository, run_id: str, task_id: str, *, executing_he
                     f"Task {task['display_key']!r} is {task['status']}: only a COMPLETED task can be "
                     "invalidated (retry a failed one, or complete it with a value)."
                 )
+            latest = repo.load_journal(run_id, run.get("executions", 0))
+            unused = any(t["id"] == task_id for t in unreached_tasks(run, tasks, latest))
             for forgotten in [task, *_descendants(tasks, task_id)]:
                 repo.delete_task(forgotten)
             # the keys still forgotten (a key that ran again since is no longer listed)
             present = {t["display_key"] for t in tasks}
             earlier = [key for key in run.get("invalidated") or [] if key not in present]
-            run["invalidated"] = [*earlier, task["display_key"]]
+            run["invalidated"] = earlier if unused else [*earlier, task["display_key"]]
             run["updated_at"] = time.time()
             repo.save_run(run)
     finally:

@@ -12,6 +12,8 @@ import html
 import time
 from typing import Any
 
+from ._display import CODE_CHANGED_COLOUR, CODE_CHANGED_TEXT, NOT_REACHED_COLOUR, NOT_REACHED_TEXT
+
 #: Rows listed at most; the rest are counted ("… and N more rows").
 MAX_ROWS = 200
 
@@ -51,6 +53,19 @@ def _badge(status: str, text: str | None = None) -> str:
     )
 
 
+def _code_changed_html(text: str) -> str:
+    # the class is what tests and user CSS find; the colour shows without any stylesheet
+    return f'<b class="trigger-nb-code-changed" style="color:{CODE_CHANGED_COLOUR}">{html.escape(text)}</b>'
+
+
+def _not_reached_title(view: dict[str, Any]) -> str:
+    run = view["run"]
+    return (
+        f"{NOT_REACHED_TEXT} by execution {run['executions']}: stored, no longer used by the code "
+        f"(`%job prune {run['id']}` deletes them)"
+    )
+
+
 def wait_text(wait: dict[str, Any] | None, now: float) -> str:
     """Why a task waits, as one line (countdowns as of ``now``)."""
     if not wait:
@@ -84,6 +99,9 @@ def _task_cells(row: dict[str, Any], now: float) -> str:
         counts = ", ".join(f"{n:,} {s.lower()}" for s, n in sorted(row["counts"].items()))
         name = f"<b>{esc(row['name'])}</b> × {row['count']:,}"
         replayed = f" · {row['replayed']:,} replayed" if row["replayed"] else ""
+        if row.get("code_changed"):
+            changed = f"{row['code_changed']:,} {CODE_CHANGED_TEXT}"
+            replayed += f" · {_code_changed_html(changed)}"
         status = _badge(row["status"], f"{SYMBOLS.get(row['status'], '·')} {counts}")
         attempts = "{}–{}".format(*row["attempts"]) if row["attempts"][0] != row["attempts"][1] else str(row["attempts"][0])
         return (
@@ -92,6 +110,8 @@ def _task_cells(row: dict[str, Any], now: float) -> str:
             f'<td style="text-align:left">{seconds_text(row["ms"] / 1000)}</td><td></td>'
         )
     replayed = ' <i style="color:#6e7781">replayed</i>' if row["replayed"] else ""
+    if row.get("code_changed"):
+        replayed += " " + _code_changed_html(CODE_CHANGED_TEXT)
     key = f' <code>{esc(row["key"])}</code>' if row["key"] and row["key"] != row["name"] else ""
     detail = ""
     if row.get("error"):
@@ -144,6 +164,22 @@ def render_run_html(view: dict[str, Any]) -> str:
         out.append(f"<tr>{_task_cells(row, now)}</tr>")
     if len(rows) > MAX_ROWS:
         out.append(f'<tr><td colspan=5 style="text-align:left">… and {len(rows) - MAX_ROWS:,} more rows</td></tr>')
+    unreached = view.get("not_reached") or []
+    if unreached:
+        out.append(
+            f'<tr><td colspan=5 style="text-align:left;color:{NOT_REACHED_COLOUR};font-style:italic;'
+            f'padding-top:4px">── {esc(_not_reached_title(view))}</td></tr>'
+        )
+    for row in unreached:
+        out.append(
+            f'<tr class="trigger-nb-not-reached" style="color:{NOT_REACHED_COLOUR}">'
+            f'<td style="padding-left:{1.2 * row["depth"]}em;text-align:left">{esc(row["name"])} '
+            f'<code>{esc(row["key"])}</code></td><td style="text-align:left">· {NOT_REACHED_TEXT}</td>'
+            f'<td></td><td></td><td style="text-align:left">{esc(row["status"])}</td></tr>'
+        )
+    more = view.get("not_reached_total", 0) - len(unreached)
+    if more > 0:
+        out.append(f'<tr><td colspan=5 style="text-align:left;color:{NOT_REACHED_COLOUR}">… and {more:,} more</td></tr>')
     out.append("</table>")
     error = run.get("error")
     if error:
@@ -210,17 +246,30 @@ def render_run_text(view: dict[str, Any]) -> str:
         if row["type"] == "group":
             counts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(row["counts"].items()))
             replayed = f", {row['replayed']} replayed" if row["replayed"] else ""
+            if row.get("code_changed"):
+                replayed += f", {row['code_changed']} {CODE_CHANGED_TEXT}"
             lines.append(f"{indent}{symbol} {row['name']} × {row['count']}  ({counts}{replayed})")
             continue
         mark = "replayed" if row["replayed"] else (row.get("outcome") or "")
         attempts = "" if row["noop"] else f"attempt {row['attempts']}"
-        lines.append(f"{indent}{symbol} {row['key']:<24} {row['name']:<14} {row['status']:<9} {mark:<9} {attempts}".rstrip())
+        changed = f"  {CODE_CHANGED_TEXT}" if row.get("code_changed") else ""
+        lines.append(
+            f"{indent}{symbol} {row['key']:<24} {row['name']:<14} {row['status']:<9} {mark:<9} {attempts}{changed}".rstrip()
+        )
         if row.get("error"):
             lines.append(f"{indent}    {row['error']['name']}: {row['error']['message']}")
         if row.get("wait"):
             lines.append(f"{indent}    {wait_text(row['wait'], now)}")
     if len(view["rows"]) > MAX_ROWS:
         lines.append(f"  … and {len(view['rows']) - MAX_ROWS} more rows")
+    unreached = view.get("not_reached") or []
+    if unreached:
+        lines.append(f"── {_not_reached_title(view)}")
+    for row in unreached:
+        indent = "  " * (row["depth"] + 1)
+        lines.append(f"{indent}· {row['key']:<24} {row['name']:<14} {NOT_REACHED_TEXT:<11} {row['status']}")
+    if view.get("not_reached_total", 0) > len(unreached):
+        lines.append(f"  … and {view['not_reached_total'] - len(unreached)} more not reached")
     if run.get("output") is not None:
         lines.append(f"Output: {run['output']}")
     error = run.get("error")

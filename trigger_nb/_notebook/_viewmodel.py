@@ -15,7 +15,12 @@ What it decides, so the front end does not have to:
 - **history**: ``execution=n`` (an earlier one) shows what that execution did *then* — status,
   attempt and error from its journal — never today's record (the journal's 4th element);
 - **details**: rows in ``expanded`` carry params, output, properties (``redact`` paths shown as
-  ``[REDACTED]``; ``redact_string`` secrets are stored as ``********`` already).
+  ``[REDACTED]``; ``redact_string`` secrets are stored as ``********`` already);
+- **changed code** (SPEC §2, rules in ``_engine._reach``): a task the execution shown replayed
+  although its function's code changed has ``code_changed`` (groups count them) and, in the
+  latest execution, the **Invalidate** control; **not reached**: the stored tasks the latest
+  execution no longer reaches are listed apart (``not_reached``, at most :data:`MAX_UNREACHED`),
+  each with Invalidate when it is COMPLETED.
 """
 
 from __future__ import annotations
@@ -26,7 +31,14 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from .._engine import RUN_FINISHED, RunStatus, TaskStatus, error_then
+from .._engine import (
+    RUN_FINISHED,
+    RunStatus,
+    TaskStatus,
+    code_changed_ids,
+    error_then,
+    unreached_tasks,
+)
 from ._display import current_statuses, redact_paths
 
 #: Siblings with one name, this many or more in a row, collapse into a group.
@@ -35,6 +47,8 @@ GROUP_MIN = 5
 GROUP_PAGE = 500
 #: Details (params, output, error) are cut to this many characters each.
 DETAIL_CHARS = 20_000
+#: Not-reached tasks listed at most (the rest are counted).
+MAX_UNREACHED = 200
 
 #: status → symbol shown with the word (all in DejaVu Sans, the default fallback font).
 SYMBOLS = {
@@ -251,6 +265,7 @@ class _Builder:
         now: float,
         history: dict[str, list[Any]] | None,
         latest_outcomes: dict[str, str],
+        changed: set[str],
         open_groups: set[str],
         expanded: set[str],
     ) -> None:
@@ -258,6 +273,7 @@ class _Builder:
         self.now = now
         self.history = history  # task id -> journal entry of the execution shown, or None (latest)
         self.latest_outcomes = latest_outcomes
+        self.changed = changed  # latest execution: ids replayed although their code changed
         self.open_groups = open_groups
         self.expanded = expanded
         if history is not None:
@@ -304,6 +320,7 @@ class _Builder:
                 "counts": counts,
                 "status": _group_status(counts),
                 "replayed": sum(1 for r in rows if r["replayed"]),
+                "code_changed": sum(1 for r in rows if r["code_changed"]),
                 "attempts": [min(attempts), max(attempts)],
                 "ms": sum(r["ms"] or 0 for r in rows),
                 "start": min(starts) if starts else None,
@@ -333,6 +350,7 @@ class _Builder:
             wait = None
             controls: list[str] = []
             replayed = outcome == "replayed"
+            changed = bool(code_changed_ids([entry]))  # in that execution, as it was then
         else:
             outcome = self.latest_outcomes.get(task["id"])
             status = task["status"]
@@ -345,6 +363,7 @@ class _Builder:
                 if outcome is not None
                 else status == TaskStatus.COMPLETED and (task.get("ran_in") or 0) < self.run["executions"]
             )
+            changed = task["id"] in self.changed
         ms = _duration(task, self.now)
         row: dict[str, Any] = {
             "type": "task",
@@ -359,6 +378,7 @@ class _Builder:
             "attempts": attempts,
             "noop": bool(task.get("noop")),
             "replayed": replayed,
+            "code_changed": changed,
             "ms": None if ms is None else round(ms * 1000, 1),
             "start": task.get("started_at"),
             "end": task.get("completed_at") if status != TaskStatus.WAITING else None,
@@ -418,16 +438,23 @@ def run_view(
         history = {item[0]: item for item in journals[shown]}
     latest_journal = journals.get(latest) if (run.get("history") or [{}])[-1].get("n") == latest else None
     latest_outcomes = {item[0]: item[1] for item in latest_journal or []}
+    unreached = unreached_tasks(run, tasks, latest_journal) if latest_journal is not None and shown is None else []
+    if unreached:  # listed apart, under the log; the rows and the progress are what the code uses
+        apart = {task["id"] for task in unreached}
+        used = [task for task in tasks if task["id"] not in apart]
+    else:
+        used = tasks
     rows = _Builder(
         run,
-        tasks,
+        used,
         now=now,
         history=history,
         latest_outcomes=latest_outcomes,
+        changed=code_changed_ids(latest_journal or []),
         open_groups=set(open_groups),
         expanded=set(expanded),
     ).build()
-    counted = [t for t in tasks if t.get("kind") != "attempt"]
+    counted = [t for t in used if t.get("kind") != "attempt"]
     done = sum(1 for t in counted if t["status"] in (TaskStatus.COMPLETED, TaskStatus.ERRORED, TaskStatus.CANCELED))
     active, span = _times(run, now)
     invalidated = pending_invalidations(run, tasks)
@@ -464,7 +491,37 @@ def run_view(
         "shown": shown if shown is not None else latest,
         "latest": latest,
         "rows": rows,
+        "not_reached": _unreached_rows(run, tasks, unreached),
+        "not_reached_total": len(unreached),
     }
+
+
+def _unreached_rows(
+    run: dict[str, Any], tasks: list[dict[str, Any]], unreached: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The rows of the stored tasks the latest execution no longer reaches (greyed under the
+    log), at most :data:`MAX_UNREACHED`; Invalidate (which deletes them) on COMPLETED ones."""
+    if not unreached:
+        return []
+    depth: dict[str, int] = {}
+    for task in tasks:  # parents come first (first-seen order)
+        depth[task["id"]] = depth.get(task.get("parent_id") or "", -1) + 1
+    busy = run["status"] in (RunStatus.EXECUTING, RunStatus.QUEUED)
+    rows = [
+        {
+            "type": "task",
+            "id": task["id"],
+            "depth": depth.get(task["id"], 0),
+            "name": task["name"],
+            "key": str(task.get("display_key", "")),
+            "icon": task.get("icon"),
+            "kind": task.get("kind", "task"),
+            "status": task["status"],
+            "controls": ["invalidate"] if task["status"] == TaskStatus.COMPLETED and not busy else [],
+        }
+        for task in unreached[:MAX_UNREACHED]
+    ]
+    return rows
 
 
 def runs_view(

@@ -12,6 +12,7 @@ const LABELS = {
   invalidate: "Invalidate",
   complete: "Complete with value",
 };
+const CHANGED_HINT = "the task's function changed since its output was stored: this execution replayed the old output";
 // Controls that send the JSON typed in the text area beside them.
 const NEEDS_VALUE = { send: true, send_event: true, complete: true };
 const SYMBOLS = {
@@ -244,6 +245,12 @@ function render({ model, el }) {
     } else if (plain.length) {
       out.push(h("div", { class: "tnb-actions" }, plain.map((c) => control(c, row.id)), plain.map((c) => controlError(c, row.id))));
     }
+    if (row.code_changed && row.controls.includes("invalidate")) {
+      out.push(h("div", { class: "tnb-actions tnb-changed-actions" },
+        h("span", { class: "tnb-changed-note" }, "The function changed since this output was stored; it was replayed, not run."), " ",
+        control("invalidate", row.id), h("span", { class: "tnb-muted" }, " runs it again in the next execution (or re-run the cell with --rerun-changed)"),
+        controlError("invalidate", row.id)));
+    }
     return out;
   }
 
@@ -257,7 +264,7 @@ function render({ model, el }) {
       d.output !== undefined ? h("div", {}, h("div", { class: "tnb-label" }, "output"), h("pre", {}, d.output)) : null,
       d.redacted.length ? h("div", { class: "tnb-muted" }, `redacted: ${d.redacted.join(", ")} (shown as [REDACTED])`) : null,
       h("div", { class: "tnb-muted" }, `idempotency key ${d.idempotency_key}`),
-      row.controls.includes("invalidate") ? h("div", { class: "tnb-actions" }, control("invalidate", row.id),
+      row.controls.includes("invalidate") && !row.code_changed ? h("div", { class: "tnb-actions" }, control("invalidate", row.id),
         h("span", { class: "tnb-muted" }, " forget this result: the next execution runs the task again"), controlError("invalidate", row.id)) : null,
     );
   }
@@ -275,14 +282,15 @@ function render({ model, el }) {
       return h("div", { class: "tnb-row tnb-group", dataset: { id: row.id }, onclick: () => send({ cmd: "toggle_group", id: row.id }), title: row.open ? "close the group" : "list every task of the group" },
         h("span", { class: "tnb-cell tnb-name", style: pad },
           h("span", { class: "tnb-toggle" }, row.open ? "▾" : "▸"), " ", icon(row), " ", h("b", {}, row.name), ` × ${row.count.toLocaleString()}`,
-          row.replayed ? h("span", { class: "tnb-tag tnb-tag-replayed" }, row.replayed === row.count ? "replayed" : `${row.replayed.toLocaleString()} replayed`) : null),
+          row.replayed ? h("span", { class: "tnb-tag tnb-tag-replayed" }, row.replayed === row.count ? "replayed" : `${row.replayed.toLocaleString()} replayed`) : null,
+          row.code_changed ? h("span", { class: "tnb-tag tnb-tag-changed", title: CHANGED_HINT }, `${row.code_changed.toLocaleString()} code changed`) : null),
         h("span", { class: "tnb-cell tnb-stat" }, h("span", { class: `tnb-badge tnb-st-${row.status}` }, `${SYMBOLS[row.status] || "·"} ${counts}`)),
         h("span", { class: "tnb-cell tnb-att" }, attempts),
         h("span", { class: "tnb-cell tnb-dur" }, seconds(row.ms / 1000)));
     }
     const expandable = true;
     const parts = [h("div", {
-      class: `tnb-row tnb-task tnb-row-${row.status}${row.detail ? " tnb-open" : ""}`,
+      class: `tnb-row tnb-task tnb-row-${row.status}${row.detail ? " tnb-open" : ""}${row.code_changed ? " tnb-changed" : ""}`,
       dataset: { id: row.id, key: row.key },
       onclick: (e) => { if (expandable && !e.target.closest("button,textarea,input,a")) send({ cmd: "toggle_row", id: row.id }); },
     },
@@ -291,6 +299,7 @@ function render({ model, el }) {
         row.key && row.key !== row.name ? h("span", { class: "tnb-key" }, ` ${row.key}`) : null,
         row.replayed ? h("span", { class: "tnb-tag tnb-tag-replayed", title: "the output came from the store: the function did not run in this execution" }, "replayed") :
           row.outcome === "ran" ? h("span", { class: "tnb-tag tnb-tag-ran" }, "ran") : null,
+        row.code_changed ? h("span", { class: "tnb-tag tnb-tag-changed", title: CHANGED_HINT }, "code changed") : null,
         row.resolved_by === "manual" ? h("span", { class: "tnb-tag" }, "completed by hand") : null),
       h("span", { class: "tnb-cell tnb-stat" }, badge(row.status)),
       h("span", { class: "tnb-cell tnb-att" }, row.noop ? "" : `${row.attempts} attempt${row.attempts === 1 ? "" : "s"}`),
@@ -376,6 +385,27 @@ function render({ model, el }) {
     return h("div", { class: "tnb-timeline-wrap" }, svg);
   }
 
+  // Stored tasks the latest execution no longer reaches (a renamed key, a deleted step):
+  // greyed under the log, each with Invalidate (which deletes it: no execution uses it).
+  function notReached(view) {
+    const rows = view.not_reached || [];
+    if (!rows.length) return null;
+    const more = (view.not_reached_total || 0) - rows.length;
+    return h("div", { class: "tnb-unreached" },
+      h("div", { class: "tnb-unreached-title" },
+        `not reached by execution ${view.run.executions}: stored, no longer used by the code · `,
+        h("code", {}, `%job prune ${view.run.id}`), " deletes them all"),
+      rows.map((row) => h("div", { class: "tnb-row tnb-not-reached", dataset: { id: row.id, key: row.key } },
+        h("span", { class: "tnb-cell tnb-name", style: `padding-left:${0.4 + 1.4 * row.depth}em` },
+          h("span", { class: "tnb-toggle" }, ""), " ", icon(row), " ", h("b", {}, row.name),
+          row.key && row.key !== row.name ? h("span", { class: "tnb-key" }, ` ${row.key}`) : null,
+          h("span", { class: "tnb-tag tnb-tag-unreached" }, "not reached")),
+        h("span", { class: "tnb-cell tnb-stat" }, row.status.toLowerCase()),
+        h("span", { class: "tnb-cell tnb-att" }, row.controls.map((c) => control(c, row.id))),
+        h("span", { class: "tnb-cell tnb-dur" }, row.controls.map((c) => controlError(c, row.id))))),
+      more > 0 ? h("div", { class: "tnb-muted tnb-empty" }, `… and ${more.toLocaleString()} more`) : null);
+  }
+
   function runLog(view) {
     const run = view.run;
     const rows = view.rows.flatMap(taskRow);
@@ -383,6 +413,7 @@ function render({ model, el }) {
       header(view),
       executionsStrip(view),
       h("div", { class: "tnb-rows" }, rows.length ? rows : h("div", { class: "tnb-muted tnb-empty" }, "No tasks yet.")),
+      notReached(view),
       // the run's error, unless a task row above already shows it
       run.error && view.shown === view.latest && !view.rows.some((r) => r.status === "ERRORED" && r.error) ? h("pre", { class: "tnb-error tnb-run-error" },
         `Error${run.error.task ? ` in task ${run.error.task}` : ""}: ${run.error.name}: ${run.error.message}${run.error.stack ? "\n" + run.error.stack : ""}`) : null,
