@@ -294,6 +294,7 @@ def test_a_replayed_task_whose_code_changed_is_marked_with_invalidate(
     assert "code changed" not in next(line for line in bundle["text/plain"].splitlines() if "plus-one" in line)
     assert bundle["text/html"].count('class="trigger-nb-code-changed"') == 1
     assert not task_rows(view_of(client, run.id, execution=1))["double"]["code_changed"]
+    assert [e["code_changed"] for e in log.widget.state["executions"]] == [0, 1]
 
     assert click(log, "invalidate", rows["double"]["id"])["error"] is None
     assert run.record["invalidated"] == ["double"]

@@ -83,3 +83,32 @@ def kernel(page: Any, code: str) -> str:
 def open_lab_notebook(page: Any, lab: Any, name: str, cells: list[str]) -> None:
     lab.write(name, cells)
     open_notebook(page, lab, name)
+
+
+RUN_ONE = """
+async ([index, source]) => {
+  const w = window.jupyterapp.shell.currentWidget;
+  const cell = w.content.widgets[index];
+  if (source !== null) cell.model.sharedModel.setSource(source);
+  const before = cell.model.executionCount;
+  w.content.activeCellIndex = index;
+  await window.jupyterapp.commands.execute('notebook:run-cell');
+  return before;
+}
+"""
+
+CELL_DONE = """
+([index, before]) => {
+  const w = window.jupyterapp.shell.currentWidget;
+  const kernel = w.sessionContext.session && w.sessionContext.session.kernel;
+  const count = w.content.widgets[index].model.executionCount;
+  return kernel && kernel.status === 'idle' && count !== null && count !== before;
+}
+"""
+
+
+def run_cell(page: Any, index: int, source: str | None = None, timeout: float = 60) -> None:
+    """Run cell ``index`` (0-based) as a user would (select it, Shift+Enter), after replacing
+    its text with ``source`` (an edit), and wait until it ran."""
+    before = page.evaluate(RUN_ONE, [index, source])
+    page.wait_for_function(CELL_DONE, arg=[index, before], timeout=timeout * 1000, polling=100)

@@ -12,7 +12,8 @@ import re
 from typing import Any
 
 import pytest
-from _lab_ui import kernel, open_lab_notebook, run_all
+from _lab_ui import kernel, open_lab_notebook, run_all, run_cell
+from conftest import ARTIFACTS
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -130,6 +131,61 @@ def test_invalidate_then_next_execution_runs_the_task_again(lab: Any, page: Any)
     expect_status(log, "SUCCESS")
     expect(log.locator(".tnb-task", has_text="Stamp").locator(".tnb-tag-ran")).to_be_visible()
     assert kernel(page, "print(len(calls), client.runs(job_id='stamp')[0].output)").split() == ["2", "2"]
+
+
+PRICED = (
+    "%%job priced\n"
+    'rate = await io.run_task("rate", lambda: calls.append("rate") or {rate}, name="Rate")\n'
+    'return {{"rate": rate, "total": await io.run_task("{total}", lambda: rate * 10, name="Total")}}'
+)
+
+
+def test_edited_lambda_shows_code_changed_invalidate_runs_it_again(lab: Any, page: Any) -> None:
+    """Edit a task's lambda, re-run the cell: the replayed task says "code changed";
+    Invalidate, re-run: it ran again. Then rename a key: the old task is "not reached"."""
+    from playwright.sync_api import expect
+
+    open_lab_notebook(page, lab, "edited.ipynb", [LOAD, "calls = []", PRICED.format(rate=2, total="total")])
+    run_all(page)
+    log = log_of(page, "priced")
+    expect_status(log, "SUCCESS")
+    expect(log.locator(".tnb-tag-changed")).to_have_count(0)
+
+    run_cell(page, 2, PRICED.format(rate=3, total="total"))  # the lambda edited
+    log = log_of(page, "priced")
+    expect(log.locator(".tnb-meta")).to_contain_text("2 executions")
+    rate = log.locator(".tnb-task", has_text="Rate")
+    expect(rate.locator(".tnb-tag-changed")).to_have_text("code changed")
+    expect(rate.locator(".tnb-tag-replayed")).to_be_visible()
+    expect(log.locator(".tnb-output")).to_contain_text('"rate": 2')  # replayed by key (v2)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    log.screenshot(path=str(ARTIFACTS / "code_changed_log.png"))
+    changed = log.locator(".tnb-changed-actions")
+    expect(changed).to_contain_text("The function changed")
+    changed.get_by_role("button", name="Invalidate", exact=True).click()
+    expect(log.locator(".tnb-note")).to_contain_text("Invalidated: rate")
+
+    run_cell(page, 2)  # re-run the cell as it is
+    log = log_of(page, "priced")
+    expect(log.locator(".tnb-meta")).to_contain_text("3 executions")
+    rate = log.locator(".tnb-task", has_text="Rate")
+    expect(rate.locator(".tnb-tag-ran")).to_be_visible()
+    expect(rate.locator(".tnb-tag-changed")).to_have_count(0)
+    expect(log.locator(".tnb-output")).to_contain_text('"rate": 3')  # the edit took effect
+    assert kernel(page, "print(calls)").strip() == "['rate', 'rate']"
+
+    run_cell(page, 2, PRICED.format(rate=3, total="sum"))  # a key renamed: "total" is unused
+    log = log_of(page, "priced")
+    expect(log.locator(".tnb-meta")).to_contain_text("4 executions")
+    unused = log.locator(".tnb-unreached .tnb-not-reached")
+    expect(unused).to_have_count(1)
+    expect(unused).to_contain_text("Total")
+    expect(log.locator(".tnb-unreached-title")).to_contain_text("not reached by execution 4")
+    log.screenshot(path=str(ARTIFACTS / "not_reached_log.png"))
+    unused.get_by_role("button", name="Invalidate", exact=True).click()
+    expect(log.locator(".tnb-unreached")).to_have_count(0)
+    keys = kernel(page, "print(sorted(t['display_key'] for t in client.runs(job_id='priced')[0].tasks))")
+    assert keys.strip() == "['rate', 'sum']"
 
 
 def test_resume_now_on_a_one_hour_wait(lab: Any, page: Any) -> None:

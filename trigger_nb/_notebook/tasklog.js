@@ -95,11 +95,12 @@ function render({ model, el }) {
     return area;
   }
 
-  function control(cmd, taskId, draftKey) {
+  function control(cmd, taskId, draftKey, title) {
     const key = `${cmd}:${taskId || ""}`;
     const button = h("button", {
       class: `tnb-btn tnb-btn-${cmd}${cmd === "retry" || cmd === "send" ? " tnb-primary" : ""}`,
       type: "button",
+      title,
       disabled: !!ui.busy[key],
       onclick: () => {
         const message = { cmd, task_id: taskId || null, req: ++ui.req };
@@ -174,7 +175,7 @@ function render({ model, el }) {
         class: `tnb-exec tnb-exec-${e.status}${e.n === view.shown ? " tnb-selected" : ""}`,
         title: `execution ${e.n}: ${e.status}, started ${new Date(e.started_at * 1000).toLocaleTimeString()}`,
         onclick: () => send({ cmd: "show_execution", n: e.n === view.latest ? null : e.n }),
-      }, `${e.n} · ${SYMBOLS[e.status] || ""} ${e.status.toLowerCase()} · ran ${e.ran} · replayed ${e.replayed}${e.failed ? ` · ✗ ${e.failed}` : ""}`)),
+      }, `${e.n} · ${SYMBOLS[e.status] || ""} ${e.status.toLowerCase()} · ran ${e.ran} · replayed ${e.replayed}${e.failed ? ` · ✗ ${e.failed}` : ""}${e.code_changed ? ` · ${e.code_changed} code changed` : ""}`)),
       view.shown !== view.latest ? h("div", { class: "tnb-note tnb-history-note" },
         `Execution ${view.shown} as it happened then (history does not change). `,
         h("a", { href: "#", onclick: (ev) => { ev.preventDefault(); send({ cmd: "show_execution", n: null }); } }, "Show the latest")) : null,
@@ -247,8 +248,9 @@ function render({ model, el }) {
     }
     if (row.code_changed && row.controls.includes("invalidate")) {
       out.push(h("div", { class: "tnb-actions tnb-changed-actions" },
-        h("span", { class: "tnb-changed-note" }, "The function changed since this output was stored; it was replayed, not run."), " ",
-        control("invalidate", row.id), h("span", { class: "tnb-muted" }, " runs it again in the next execution (or re-run the cell with --rerun-changed)"),
+        h("span", { class: "tnb-changed-note" }, "The function changed since this output was stored: replayed, not run."), " ",
+        control("invalidate", row.id, null, "forget this output: the next execution runs the task again"),
+        h("span", { class: "tnb-muted" }, " Invalidate: the next execution runs it again · or re-run the cell with --rerun-changed"),
         controlError("invalidate", row.id)));
     }
     return out;
@@ -401,7 +403,7 @@ function render({ model, el }) {
           row.key && row.key !== row.name ? h("span", { class: "tnb-key" }, ` ${row.key}`) : null,
           h("span", { class: "tnb-tag tnb-tag-unreached" }, "not reached")),
         h("span", { class: "tnb-cell tnb-stat" }, row.status.toLowerCase()),
-        h("span", { class: "tnb-cell tnb-att" }, row.controls.map((c) => control(c, row.id))),
+        h("span", { class: "tnb-cell tnb-att" }, row.controls.map((c) => control(c, row.id, null, "delete this stored task: no execution uses it"))),
         h("span", { class: "tnb-cell tnb-dur" }, row.controls.map((c) => controlError(c, row.id))))),
       more > 0 ? h("div", { class: "tnb-muted tnb-empty" }, `… and ${more.toLocaleString()} more`) : null);
   }
