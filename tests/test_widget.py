@@ -348,3 +348,40 @@ def test_stored_tasks_no_longer_reached_are_listed_under_the_log_with_invalidate
     assert run.record["invalidated"] == []  # ... and not pending: no execution will run it
     poll(lambda: log.widget.state["not_reached"] == [])
     assert log.widget.state["run"]["controls"] == []  # nothing to retry
+
+
+# -- the live view reads the store only when it must (SPEC §13) --------------------------------
+
+
+def test_renders_during_an_execution_read_no_task_records_and_the_end_reads_everything(
+    client: TriggerClient, log_factory: Any
+) -> None:
+    @client.define_job(id="streams")
+    async def streams(payload: Any, io: Any, ctx: Any) -> Any:
+        await io.wait("start", 0.05)
+        for i in range(30):
+            await io.run_task(["item", i], lambda i=i: i, name="item")
+        return "done"
+
+    run = client.invoke_sync("streams")
+    log = log_factory(run.id)
+    live = log.page.live
+    assert live.reads == {"run": 1, "record": 0}
+    seen: list[tuple[str, int, dict[str, int]]] = []
+
+    def render_now(notice: Any) -> None:  # a render after every task notice, as a slow run would
+        if notice.kind == "task":
+            view = log.page.view()
+            seen.append((view["run"]["status"], view["run"]["progress"]["seen"], dict(live.reads)))
+
+    unsubscribe = run.subscribe(render_now)
+    try:
+        assert run.result(timeout=10) == "done"
+    finally:
+        unsubscribe()
+    assert [status for status, _, _ in seen] == ["EXECUTING"] * len(seen)
+    assert [n for _, n, _ in seen] == sorted(n for _, n, _ in seen) and seen[-1][1] == 31
+    assert {str(reads) for _, _, reads in seen} == {str({"run": 1, "record": 1})}  # the run record, once
+    poll(lambda: log.widget.state["run"]["status"] == "SUCCESS")
+    assert live.reads["run"] >= 2  # the end of the execution: read whole
+    assert log.widget.state == run_view(*run.records(), now=log.widget.state["now"])

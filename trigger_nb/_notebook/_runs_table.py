@@ -122,7 +122,9 @@ class RunsTable:
         self._handle = display(self.bundle(), raw=True, display_id=True)
 
     def _on_notice(self, notice: Any) -> None:
-        if notice.kind == "task" and (self.open is None or notice.run_id != self.open.run.id):
+        if self.open is not None and notice.run_id == self.open.run.id:
+            self.open.on_notice(notice)
+        elif notice.kind == "task":
             return  # the table shows runs; only the open run's tasks matter
         self._throttle.poke(now=notice.kind == "execution" and notice.data.get("event") == "end")
 

@@ -28,6 +28,7 @@ import traitlets
 from .._engine import RUN_FINISHED
 from .._exceptions import ConfigError
 from . import _controls
+from ._live import LiveRecords
 from ._static import render_run_html, render_run_text
 from ._viewmodel import run_view
 
@@ -52,6 +53,7 @@ class Throttle:
     def __init__(self, render: Callable[[], None]) -> None:
         self._render = render
         self._lock = threading.Lock()
+        self._rendering = threading.Lock()  # one render at a time: a later one never lands first
         self._last = 0.0
         self._interval = self.MIN_INTERVAL
         self._pending = False
@@ -76,10 +78,11 @@ class Throttle:
         self.flush()
 
     def flush(self) -> None:
-        started = time.monotonic()
-        with self._lock:
-            self._pending = False
-        self._render()
+        with self._rendering:
+            started = time.monotonic()
+            with self._lock:
+                self._pending = False
+            self._render()
         with self._lock:
             self._last = time.monotonic()
             self._interval = max(self.MIN_INTERVAL, self.COST_FACTOR * (self._last - started))
@@ -94,17 +97,22 @@ class LogWidget(anywidget.AnyWidget):
 
 
 class RunPage:
-    """One run's log: its UI state (execution shown, open groups, expanded rows) and view."""
+    """One run's log: its UI state (execution shown, open groups, expanded rows) and view,
+    rendered from records kept current by :meth:`on_notice` (:mod:`._live`)."""
 
     def __init__(self, run: Run) -> None:
         self.run = run
         self.execution: int | None = None
         self.open_groups: set[str] = set()
         self.expanded: set[str] = set()
+        self.live = LiveRecords(run)
+
+    def on_notice(self, notice: Any) -> None:
+        self.live.on_notice(notice)
 
     def view(self) -> dict[str, Any]:
         try:
-            record, tasks, journals = self.run.records()
+            record, tasks, journals = self.live.snapshot()
         except ConfigError:  # forgotten meanwhile
             return {"kind": "gone", "run_id": self.run.id}
         return run_view(
@@ -120,6 +128,7 @@ class RunPage:
         """Apply a view-only message (select an execution, open a group, expand a row)."""
         cmd = message.get("cmd")
         target = str(message.get("id") or "")
+        self.live.invalidate()  # a click reads the run afresh (it may have changed elsewhere)
         if cmd == "show_execution":
             self.execution = message.get("n")
         elif cmd == "toggle_group":
@@ -166,6 +175,7 @@ class TaskLog:
 
     # -- live ----------------------------------------------------------------------------
     def _on_notice(self, notice: Any) -> None:
+        self.page.on_notice(notice)
         final = notice.kind == "execution" and notice.data.get("event") == "end"
         final = final or (notice.kind == "run" and notice.data.get("status") in RUN_FINISHED)
         self._throttle.poke(now=final)
