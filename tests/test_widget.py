@@ -360,7 +360,7 @@ def test_renders_during_an_execution_read_no_task_records_and_the_end_reads_ever
     async def streams(payload: Any, io: Any, ctx: Any) -> Any:
         await io.wait("start", 0.05)
         for i in range(30):
-            await io.run_task(["item", i], lambda i=i: i, name="item")
+            await io.run_task(["item", i], lambda *, i=i: i, name="item")
         return "done"
 
     run = client.invoke_sync("streams")
