@@ -286,6 +286,43 @@ def test_writes_are_fenced_by_the_lease_they_were_made_under() -> None:
         new.save_task(task, lease=fresh)
 
 
+def test_a_fenced_task_write_is_guarded_by_the_fence_record_not_the_run(store) -> None:  # type: ignore[no-untyped-def]
+    """``fence/{run_id}`` mirrors the current lease (holder + fence) exactly while one is held;
+    a task write under a lease is one guarded write that never reads the run record, and a
+    write whose guard fails falls back to reading the run (and is refused if the lease is
+    lost). Both backends' guarded writes are checked (diskcache: one SQL statement)."""
+    repo = Repository(store)
+    repo.save_run({"id": "r", "status": "WAITING"})
+    lease = repo.acquire_lease("r")
+    assert lease is not None
+    assert store.get("fence/r") == {"holder": repo.holder, "fence": lease.fence}
+    task = {"id": "t", "run_id": "r", "idempotency_key": "k", "status": "RUNNING", "seq": 1}
+    reads: list[str] = []
+    real_get = store.get
+    store.get = lambda key: (reads.append(key), real_get(key))[1]
+    try:
+        repo.save_task(task, lease=lease, new=True)
+        repo.save_task({**task, "status": "COMPLETED"}, lease=lease)
+    finally:
+        del store.get  # the instance attribute shadowed the method
+    assert "run/r" not in reads
+    assert store.get("task/r/k")["status"] == "COMPLETED"
+    # A guard naming another fence refuses the write; the run is then read, and its lease is
+    # still ours here, so the write goes through that (slower) way.
+    store.put("fence/r", {"holder": repo.holder, "fence": lease.fence + 1})
+    repo.save_task({**task, "status": "ERRORED"}, lease=lease)
+    assert store.get("task/r/k")["status"] == "ERRORED"
+    store.put("fence/r", lease.mirror())
+    repo.release_lease(lease)
+    assert store.get("fence/r") is None
+    with pytest.raises(RunBusyError):  # no lease on the run any more: refused
+        repo.save_task(task, lease=lease)
+    assert store.get("task/r/k")["status"] == "ERRORED"
+    assert repo.acquire_lease("r") is not None
+    repo.forget("r")
+    assert store.get("fence/r") is None
+
+
 def test_expired_lease_is_free(store) -> None:  # type: ignore[no-untyped-def]
     lease = {"holder": "elsewhere:1:x", "expires_at": time.time() - 1}
     store.put("run/r", {"id": "r", "status": "EXECUTING", "lease": lease})

@@ -294,7 +294,7 @@ class Runner:
                 "replayed": sum(1 for entry in journal if entry[1] == "replayed"),
             }
             run["history"] = [*run.get("history", [])[-(HISTORY_LIMIT - 1) :], summary]
-            run["lease"] = None  # released with the same write
+            self.repo.drop_lease(run)  # released with the same write
             if run["status"] != RunStatus.EXECUTING:
                 self.repo.clear_executing(run["id"])
             self.repo.save_run(run, stored=stored)

@@ -60,6 +60,17 @@ class Store(abc.ABC):
         new-key case cheaper, e.g. one ``INSERT`` instead of a read-then-write."""
         self.put(key, value)
 
+    def put_fenced(self, key: str, value: Any, *, guard_key: str, guard: Any, new: bool = False) -> bool:
+        """Store ``value`` under ``key`` only if the record under ``guard_key`` equals ``guard``,
+        atomically with respect to every other writer; returns whether it was written. ``new``
+        as in :meth:`put_new`. A backend may do it in one statement (a fenced task write at the
+        cost of a plain one, SPEC §10/§13); this default is a transaction around a read."""
+        with self.transaction():
+            if self.get(guard_key) != guard:
+                return False
+            (self.put_new if new else self.put)(key, value)
+            return True
+
     @abc.abstractmethod
     def delete(self, key: str) -> bool:
         """Delete ``key``; True if it existed."""

@@ -42,6 +42,13 @@ _INSERT_RAW = (
     "INSERT INTO Cache(key, raw, store_time, expire_time, access_time, access_count, tag, size,"
     " mode, filename, value) VALUES (?, 1, ?, NULL, ?, 0, NULL, 0, 1, NULL, ?)"
 )
+#: The guard of a fenced write: the small raw record under the guard key has exactly this text.
+_GUARD = " EXISTS (SELECT 1 FROM Cache WHERE key = ? AND raw = 1 AND filename IS NULL AND value = ?)"
+_UPDATE_RAW_FENCED = _UPDATE_RAW + " AND" + _GUARD
+_INSERT_RAW_FENCED = (
+    "INSERT INTO Cache(key, raw, store_time, expire_time, access_time, access_count, tag, size,"
+    " mode, filename, value) SELECT ?, 1, ?, NULL, ?, 0, NULL, 0, 1, NULL, ? WHERE" + _GUARD
+)
 
 _REMEDY = (
     "Point TRIGGER_NB_DIR (or `%job config --dir PATH`, or TriggerClient(dir=...)) at a "
@@ -256,6 +263,26 @@ class DiskcacheStore(Store):
                 except sqlite3.IntegrityError:
                     pass
             self._cache.set(key, data)
+
+    @_store_errors
+    def put_fenced(self, key: str, value: Any, *, guard_key: str, guard: Any, new: bool = False) -> bool:
+        # One UPDATE (or INSERT) whose WHERE also checks the guard record: SQLite runs a single
+        # statement atomically under its write lock, so the fence costs no transaction of its
+        # own. A record kept in a file, or a key that is (not) there after all, takes the
+        # base class's transaction.
+        data = encode_record(key, value)
+        expected = encode_record(guard_key, guard)
+        if len(data) < self._min_file_size:
+            with self._write_lock:
+                now = time.time()
+                try:
+                    sql = _INSERT_RAW_FENCED if new else _UPDATE_RAW_FENCED
+                    args = (key, now, now, data) if new else (now, now, data, key)
+                    if self._cache._sql(sql, (*args, guard_key, expected)).rowcount == 1:
+                        return True
+                except sqlite3.IntegrityError:  # "new" key already stored: the general path
+                    pass
+        return super().put_fenced(key, value, guard_key=guard_key, guard=guard, new=new)
 
     @_store_errors
     def delete(self, key: str) -> bool:

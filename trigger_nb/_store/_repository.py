@@ -9,6 +9,7 @@ Layout (all values JSON records unless noted)::
     hist/{run_id}/{n}                execution n's journal: [task id, outcome, attempts, *notes]
     cb/{task_id}                     callback index: task id -> run id, idempotency key, job id
     exec/{run_id}                    the run is EXECUTING (found by a scan of keys: orphans)
+    fence/{run_id}                   the current lease's holder and fence: guards task writes
     idx/job/{job_id}/{run_id}        run index by job: {}
     idx/status/{status}/{run_id}     run index by status: {"job_id", "wake_at"} (not EXECUTING)
     meta/run-index                   {"version": 1} once every run is in the indexes
@@ -116,6 +117,11 @@ class Lease:
         self.holder = holder
         self.fence = fence
         self.expires_at = expires_at
+
+    def mirror(self) -> dict[str, Any]:
+        """The ``fence/{run_id}`` record while this lease is the run's: what a task write is
+        guarded by (:meth:`Repository.save_task`), without reading the run record."""
+        return {"holder": self.holder, "fence": self.fence}
 
     def held_in(self, run: dict[str, Any] | None) -> bool:
         stored = (run or {}).get("lease") or {}
@@ -295,6 +301,7 @@ class Repository:
                 count += self.store.delete_prefix(prefix)
             self.store.delete(f"wake/{run_id}")
             self.store.delete(f"exec/{run_id}")
+            self.store.delete(f"fence/{run_id}")
             run = self._stored_run(run_id)
             if run is not None:
                 self.store.delete(f"idx/job/{run.get('job_id')}/{run_id}")
@@ -350,9 +357,15 @@ class Repository:
         key = f"task/{task['run_id']}/{task['idempotency_key']}"
         lean = {k: v for k, v in task.items() if v is not None and v is not False}
         put = self.store.put_new if new else self.store.put
-        if blob is None and not index_callback and lease is None:
-            put(key, lean)
-            return
+        if blob is None and not index_callback:
+            if lease is None:
+                put(key, lean)
+                return
+            # The common fenced write: one guarded statement (Store.put_fenced). Refused (the
+            # lease was lost, or taken by a version without the fence record): the check below
+            # reads the run and raises, or writes.
+            if self.store.put_fenced(key, lean, guard_key=f"fence/{lease.run_id}", guard=lease.mirror(), new=new):
+                return
         with self.store.transaction():
             if lease is not None:
                 self.check_lease(lease)
@@ -444,7 +457,14 @@ class Repository:
         fence = int(run.get("fence") or 0) + 1
         run["fence"] = fence
         run["lease"] = {"holder": self.holder, "expires_at": now + ttl, "fence": fence}
-        return Lease(run["id"], self.holder, fence, now + ttl)
+        lease = Lease(run["id"], self.holder, fence, now + ttl)
+        self.store.put(f"fence/{run['id']}", lease.mirror())
+        return lease
+
+    def drop_lease(self, run: dict[str, Any]) -> None:
+        """Clear ``run``'s lease (the caller saves it, in its transaction)."""
+        run["lease"] = None
+        self.store.delete(f"fence/{run['id']}")
 
     def raise_if_busy(self, run: dict[str, Any], now: float | None = None) -> None:
         """Raise :class:`RunBusyError` naming the holder if another process that may be alive
@@ -506,7 +526,7 @@ class Repository:
         with self.store.transaction():
             run = self.load_run(lease.run_id)
             if run is not None and lease.held_in(run):
-                run["lease"] = None
+                self.drop_lease(run)
                 self.save_run(run)
 
     # -- runs being executed (orphans are resumed: SPEC §10) --------------------------------
