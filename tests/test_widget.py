@@ -143,7 +143,10 @@ def test_controls_shown_only_where_they_apply(client: TriggerClient) -> None:
     assert rows["approve"]["wait"]["timeout_at"] > rows["approve"]["start"] + 590
 
     retrying = client.invoke_sync("retries")
-    rows = task_rows(view_of(client, retrying.id))
+    retry_view = view_of(client, retrying.id)
+    assert [(e["failed"], e["retrying"]) for e in retry_view["executions"]] == [(0, 1)]
+    assert "── execution 1 · WAITING · 0 ran, 0 replayed, 1 retrying" in render_run_text(retry_view)
+    rows = task_rows(retry_view)
     assert rows["flaky"]["controls"] == ["retry_now", "complete"]
     assert rows["flaky"]["wait"] | {"due_at": 0} == {"kind": "retry", "attempt": 2, "limit": 3, "due_at": 0}
 

@@ -237,6 +237,7 @@ def render_run_text(view: dict[str, Any]) -> str:
         *(f"Status: {s['label']}" + (f" [{s['state']}]" if s.get("state") else "") for s in run["statuses"]),
         *(
             f"── execution {e['n']} · {e['status']} · {e['ran']} ran, {e['replayed']} replayed"
+            + "".join(f", {e[k]} {k.replace('_', ' ')}" for k in ("failed", "retrying", "code_changed") if e.get(k))
             for e in view["executions"]
         ),
     ]

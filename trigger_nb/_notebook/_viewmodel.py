@@ -221,6 +221,7 @@ def _execution_views(run: dict[str, Any], journals: dict[int, list[Any]]) -> lis
                 "ran": sum(1 for item in journal if item[1] == "ran"),
                 "replayed": sum(1 for item in journal if item[1] == "replayed"),
                 "failed": sum(1 for item in journal if item[1] == "failed"),
+                "retrying": sum(1 for item in journal if item[1] == "retry"),
                 "code_changed": len(code_changed_ids(journal)),
                 "started_at": entry.get("started_at"),
                 "ended_at": entry.get("ended_at"),

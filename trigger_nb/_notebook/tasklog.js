@@ -175,7 +175,7 @@ function render({ model, el }) {
         class: `tnb-exec tnb-exec-${e.status}${e.n === view.shown ? " tnb-selected" : ""}`,
         title: `execution ${e.n}: ${e.status}, started ${new Date(e.started_at * 1000).toLocaleTimeString()}`,
         onclick: () => send({ cmd: "show_execution", n: e.n === view.latest ? null : e.n }),
-      }, `${e.n} · ${SYMBOLS[e.status] || ""} ${e.status.toLowerCase()} · ran ${e.ran} · replayed ${e.replayed}${e.failed ? ` · ✗ ${e.failed}` : ""}${e.code_changed ? ` · ${e.code_changed} code changed` : ""}`)),
+      }, `${e.n} · ${SYMBOLS[e.status] || ""} ${e.status.toLowerCase()} · ran ${e.ran} · replayed ${e.replayed}${e.failed ? ` · ✗ ${e.failed}` : ""}${e.retrying ? ` · ↻ ${e.retrying} retrying` : ""}${e.code_changed ? ` · ${e.code_changed} code changed` : ""}`)),
       view.shown !== view.latest ? h("div", { class: "tnb-note tnb-history-note" },
         `Execution ${view.shown} as it happened then (history does not change). `,
         h("a", { href: "#", onclick: (ev) => { ev.preventDefault(); send({ cmd: "show_execution", n: null }); } }, "Show the latest")) : null,
