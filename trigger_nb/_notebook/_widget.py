@@ -43,11 +43,12 @@ class Throttle:
     """Calls ``render`` after notices, batched: never in the notifying (engine) thread, at
     most every ``interval`` seconds, where the interval adapts to ``COST_FACTOR`` x the last
     render's cost (so rendering takes at most ~5 % of a long run); the first render of a
-    burst waits ``FIRST_DELAY`` to batch what follows. ``now=True`` (the end of an execution)
-    renders at once."""
+    burst waits ``FIRST_DELAY`` to batch what follows — so an execution shorter than that is
+    drawn once, at its end (measured: a mid-execution render cost a 1,000-task, 150 ms
+    execution 7 %). ``now=True`` (the end of an execution) renders at once."""
 
     MIN_INTERVAL = 0.25
-    FIRST_DELAY = 0.1
+    FIRST_DELAY = 0.25
     COST_FACTOR = 20
 
     def __init__(self, render: Callable[[], None]) -> None:
