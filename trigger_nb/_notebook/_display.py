@@ -71,6 +71,8 @@ STATUS_COLOURS = {
     "RUNNING": "#0969da",
     "CANCELED": "#6e7781",
     "QUEUED": "#6e7781",
+    "PENDING": "#6e7781",
+    "TIMED_OUT": "#cf222e",
 }
 
 

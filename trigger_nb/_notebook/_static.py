@@ -12,24 +12,17 @@ import html
 import time
 from typing import Any
 
-from ._display import CODE_CHANGED_COLOUR, CODE_CHANGED_TEXT, NOT_REACHED_COLOUR, NOT_REACHED_TEXT
+from ._display import (
+    CODE_CHANGED_COLOUR,
+    CODE_CHANGED_TEXT,
+    NOT_REACHED_COLOUR,
+    NOT_REACHED_TEXT,
+    STATUS_COLOURS,
+)
 
 #: Rows listed at most; the rest are counted ("… and N more rows").
 MAX_ROWS = 200
 
-COLOURS = {
-    "SUCCESS": "#1a7f37",
-    "COMPLETED": "#1a7f37",
-    "FAILURE": "#cf222e",
-    "ERRORED": "#cf222e",
-    "WAITING": "#9a6700",
-    "EXECUTING": "#0969da",
-    "RUNNING": "#0969da",
-    "CANCELED": "#6e7781",
-    "QUEUED": "#6e7781",
-    "PENDING": "#6e7781",
-    "TIMED_OUT": "#cf222e",
-}
 SYMBOLS = {"COMPLETED": "✓", "ERRORED": "✗", "WAITING": "○", "RUNNING": "↻", "CANCELED": "·", "PENDING": "·"}
 
 
@@ -47,7 +40,7 @@ def seconds_text(seconds: float | None) -> str:
 
 
 def _badge(status: str, text: str | None = None) -> str:
-    colour = COLOURS.get(status, "#333")
+    colour = STATUS_COLOURS.get(status, "#333")
     return (
         f'<span style="color:{colour};font-weight:600">{html.escape(text or status)}</span>'
     )
