@@ -122,8 +122,8 @@ class PostgresStore(Store):
         """Create or upgrade the schema (once per database, under a lock); returns the
         current schema's name (it scopes the lock and the notice channel)."""
         psycopg = self._psycopg
-        conn: Any = self._pool.get()
-        try:
+
+        def migrate(conn: Any, _in_transaction: bool) -> str:
             schema = conn.execute("SELECT current_schema()").fetchone()[0]
             if schema is None:
                 raise self._no_schema(conn)
@@ -138,14 +138,10 @@ class PostgresStore(Store):
                     f"The store at {self.location} has schema version {version}, newer than this "
                     f"trigger_nb knows ({SCHEMA_VERSION}): upgrade trigger_nb (pip install -U trigger_nb)."
                 )
-        except psycopg.Error as exc:
-            self._pool.discard(conn)
-            raise explain(self.url, exc) from None
-        except BaseException:
-            self._pool.discard(conn)
-            raise
-        self._pool.put(conn)
-        return str(schema)
+            return str(schema)
+
+        # A pooled connection, given back or discarded and errors explained as for any call.
+        return self._call(migrate)
 
     def _no_schema(self, conn: Any) -> StoreError:
         """Why the connection has no current schema: none of its search_path exists, or the
