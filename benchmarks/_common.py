@@ -101,3 +101,25 @@ class CountingBackend:
 
     def events_token(self) -> str:
         return "unused"
+
+
+def post_callback(client: Any, http: Any, url: str, run_id: str, body: Any) -> tuple[Any, float, float]:
+    """POST ``body`` to a waiting run's callback ``url`` and wait (30 s at most) until the run
+    is SUCCESS, watching the client's notice bus. Returns the response, the seconds until it
+    was answered and the seconds until the run had finished (``SystemExit`` on a timeout)."""
+    done = threading.Event()
+
+    def listener(notice: Any) -> None:
+        if notice.kind == "run" and notice.data.get("status") == "SUCCESS":
+            done.set()
+
+    unsubscribe = client.bus.subscribe(listener, run_id=run_id)
+    try:
+        started = time.perf_counter()
+        response = http.post(url, json=body)
+        answered = time.perf_counter() - started
+        if not done.wait(30):
+            raise SystemExit(f"run {run_id} did not finish within 30 s of its callback ({response.status_code})")
+        return response, answered, time.perf_counter() - started
+    finally:
+        unsubscribe()

@@ -32,7 +32,17 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from _common import CountingBackend, fmt_ms, fmt_s, fmt_us, header, median, percentile, verdict
+from _common import (
+    CountingBackend,
+    fmt_ms,
+    fmt_s,
+    fmt_us,
+    header,
+    median,
+    percentile,
+    post_callback,
+    verdict,
+)
 
 from trigger_nb import TriggerClient
 from trigger_nb._receiver import Receiver
@@ -115,22 +125,7 @@ def measure_latency(client: TriggerClient, urls: dict[str, str], runs: int) -> N
     with httpx.Client(trust_env=False, timeout=30.0) as http:
         for k in range(runs + 1):  # the first one warms up the receiver and the connection
             run_id, url = waiting_run(client, urls, k)
-            done = threading.Event()
-
-            def listener(notice: Any, done: threading.Event = done) -> None:
-                if notice.kind == "run" and notice.data.get("status") == "SUCCESS":
-                    done.set()
-
-            unsubscribe = client.bus.subscribe(listener, run_id=run_id)
-            try:
-                started = time.perf_counter()
-                response = http.post(url, json={"k": k})
-                answered = time.perf_counter() - started
-                if not done.wait(30):
-                    raise SystemExit(f"run {run_id} did not finish within 30 s of its callback")
-                resumed = time.perf_counter() - started
-            finally:
-                unsubscribe()
+            response, answered, resumed = post_callback(client, http, url, run_id, {"k": k})
             if response.status_code != 200:
                 raise SystemExit(f"callback POST answered {response.status_code}: {response.text}")
             output = client.get_run(run_id).output

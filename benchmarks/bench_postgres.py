@@ -30,13 +30,12 @@ import os
 import re
 import subprocess
 import sys
-import threading
 import time
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from _common import fmt_ms, fmt_s, fmt_us, header, median, percentile, verdict
+from _common import fmt_ms, fmt_s, fmt_us, header, median, percentile, post_callback, verdict
 from bench_callbacks import RunWatcher, define_jobs, post_all, waiting_run
 
 from trigger_nb import TriggerClient
@@ -121,22 +120,11 @@ def measure_latency(client: TriggerClient, urls: dict[str, str], other: str, run
             latencies = []
             for k in range(runs + 1):  # the first one warms up
                 run_id, url = waiting_run(client, urls, k)
-                done = threading.Event()
-
-                def listener(notice: Any, done: threading.Event = done) -> None:
-                    if notice.kind == "run" and notice.data.get("status") == "SUCCESS":
-                        done.set()
-
-                unsubscribe = client.bus.subscribe(listener, run_id=run_id)
-                try:
-                    started = time.perf_counter()
-                    response = http.post(via(url, base), json={"k": k})
-                    if response.status_code != 200 or not done.wait(30):
-                        raise SystemExit(f"callback to {name} for {run_id}: {response.status_code}")
-                    if k:
-                        latencies.append(time.perf_counter() - started)
-                finally:
-                    unsubscribe()
+                response, _, resumed = post_callback(client, http, via(url, base), run_id, {"k": k})
+                if response.status_code != 200:
+                    raise SystemExit(f"callback to {name} for {run_id}: {response.status_code}")
+                if k:
+                    latencies.append(resumed)
             med = median(latencies)
             print(
                 f"callback resume latency through receiver {name}: median {fmt_ms(med)}, p90 "
