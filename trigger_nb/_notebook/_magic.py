@@ -14,12 +14,10 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_exp
 from IPython.utils.text import DollarFormatter
 
 from .._client import TriggerClient, default_client, set_default_client
-from .._engine import JobDefinition, RunStatus
-from .._exceptions import ConfigError, PayloadError, RunTimeoutError
+from .._engine import JobDefinition
+from .._exceptions import ConfigError, PayloadError, RunFailedError, RunTimeoutError
 from .._keys import canonical_json, new_run_id, slugify_job_id
 from ._args import CELL_FLAGS, parse_json_or_python, parse_line, parse_number
-
-RUN_FAILED = (RunStatus.FAILURE, RunStatus.TIMED_OUT)
 
 CELL_USAGE = (
     "%%job JOB_ID [--payload TEXT] [--run RUN_ID | --new] [--name NAME] [--version X.Y.Z] "
@@ -137,18 +135,14 @@ class JobMagics(Magics):
             if not name.isidentifier():
                 raise ConfigError(f"--out needs a Python variable name, got {name!r}.")
             ns[name] = run
-        if wait and not run.finished:
-            try:
+        try:
+            if wait and not run.finished:
                 run.wait_sync(timeout)
-            except RunTimeoutError:
-                run._ipython_display_()
-                raise
-        record = run.record
-        if record["status"] in RUN_FAILED:
-            # SPEC §2: a failed run fails its cell (Run All stops, nbconvert reports it), after
-            # the log has been shown, as the cell's value would have been.
-            run._ipython_display_()
-            run.raise_for_status(record)
+            # SPEC §2: a failed run fails its cell (Run All stops, nbconvert reports it).
+            run.raise_for_status()
+        except (RunTimeoutError, RunFailedError):
+            run._ipython_display_()  # the log first, as the cell's value would have been shown
+            raise
         return run
 
     def _define_triggered(self, client: TriggerClient, job: JobDefinition, opts: dict[str, Any]) -> Any:
