@@ -258,10 +258,8 @@ class TriggerClient:
         rerun_changed: bool = False,
     ) -> Run:
         """Blocking :meth:`invoke` for sync code (the magic, scripts)."""
-        run_id = self._prepare_run(job_id, payload, run_id)
-        execute = self.runner.execute(run_id, busy_timeout=busy_timeout, rerun_changed=rerun_changed)
-        self._host.run_sync(execute)
-        return Run(self.run_controls, run_id)
+        invoke = self.invoke(job_id, payload, run_id=run_id, busy_timeout=busy_timeout, rerun_changed=rerun_changed)
+        return self._host.run_sync(invoke)
 
     def _prepare_run(self, job_id: str, payload: Any, run_id: str | None) -> str:
         job_id = slugify_job_id(job_id)
