@@ -405,6 +405,19 @@ def test_cancel_a_waiting_run_then_re_execute_it(client: TriggerClient) -> None:
     assert again.status == "WAITING"
 
 
+def test_invoke_snapshot_is_how_the_execution_ended_and_attributes_read_the_store(
+    client: TriggerClient,
+) -> None:
+    @define(client)
+    async def job(payload, io, ctx):  # type: ignore[no-untyped-def]
+        await io.wait("w", 30)
+
+    run = client.invoke_sync("job")
+    asyncio.run(client.cancel(run.id))  # what another process may do right after
+    assert run.snapshot["status"] == "WAITING"
+    assert run.status == "CANCELED"
+
+
 def test_run_handle_fields(client: TriggerClient) -> None:
     @define(client, version="1.2.3")
     async def job(payload, io, ctx):  # type: ignore[no-untyped-def]

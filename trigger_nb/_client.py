@@ -241,12 +241,14 @@ class TriggerClient:
         function's code changed since they ran run again, in this execution, instead of
         replaying (their attempts continue); the others still replay. Raises ``PayloadError``
         (nothing stored) for a payload that is not JSON, ``RunBusyError`` if another process
-        executes the run (unless ``busy_timeout``).
+        executes the run (unless ``busy_timeout``). The handle's :attr:`Run.snapshot` is the
+        record as this execution left it; its attributes read the store (another process may
+        be executing the run by then).
         """
         run_id = self._prepare_run(job_id, payload, run_id)
         execute = self.runner.execute(run_id, busy_timeout=busy_timeout, rerun_changed=rerun_changed)
-        await self._host.run_async(execute)
-        return Run(self.run_controls, run_id)
+        record = await self._host.run_async(execute)
+        return Run(self.run_controls, run_id, record=record)
 
     def invoke_sync(
         self,
