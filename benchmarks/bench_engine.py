@@ -5,7 +5,7 @@ as medians and RATIOS against baselines measured here — never as absolute pass
 
 1. an N-task run through the library API on ``TriggerClient(dir=tmp)`` (DiskcacheStore); the
    body is ``for i in range(N): await io.run_task(f"t-{i}", fn)`` with a trivial ASYNC ``fn``
-   returning a small dict (and a variant with a SYNC ``fn``, which runs in a worker thread):
+   returning a small dict (and a variant with a SYNC ``fn``: worker thread, inline once known fast):
    first execution and replay (same run id again: every task replays);
 2. baselines on a fresh ``diskcache.Cache(eviction_policy="none")``: N raw ``set`` of the JSON
    of a stored task record of that run, and N raw ``get`` + ``json.loads`` of it;
@@ -394,7 +394,7 @@ def main() -> None:
         overhead_sync = m["first_sync"] - sync_cb
         ratio = m["first_sync"] / m["set"]
         print(
-            f"sync callbacks (worker thread): first execution {fmt_s(m['first_sync'])} "
+            f"sync callbacks (worker thread, inline once known fast): first execution {fmt_s(m['first_sync'])} "
             f"({fmt_us(m['first_sync'] / n)}/task) = {ratio:.1f}x raw set (target <= 2x: "
             f"{verdict(ratio <= 2)}; {spread('first_sync', 'set')}; CPU time "
             f"{m['first_sync_cpu'] / m['set_cpu']:.1f}x), "

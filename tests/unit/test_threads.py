@@ -116,3 +116,89 @@ def test_a_canceled_caller_does_not_break_the_worker() -> None:
         return await run_sync_callback(lambda: "next")
 
     assert asyncio.run(main()) == "next"
+
+
+def _thread_names(fn: Any, calls: int) -> tuple[str, list[str]]:
+    """The loop's thread name and the thread each of ``calls`` calls of ``fn`` ran in."""
+
+    async def main() -> tuple[str, list[str]]:
+        return threading.current_thread().name, [await run_sync_callback(fn) for _ in range(calls)]
+
+    return asyncio.run(main())
+
+
+def test_a_function_fast_on_its_first_calls_then_runs_inline_on_the_loop_thread() -> None:
+    # A worker call can overrun INLINE_LIMIT on a busy machine (that resets the streak), so
+    # allow some extra calls before it qualifies.
+    loop_thread, threads = _thread_names(lambda: threading.current_thread().name, 40)
+    assert all(name.startswith("trigger_nb-sync") for name in threads[: _threads.INLINE_AFTER])
+    first_inline = threads.index(loop_thread)
+    assert set(threads[first_inline:]) == {loop_thread}  # once inline, it stays inline
+
+
+def test_a_slow_function_is_never_inlined() -> None:
+    def slow() -> str:
+        time.sleep(_threads.INLINE_LIMIT * 4)
+        return threading.current_thread().name
+
+    loop_thread, threads = _thread_names(slow, _threads.INLINE_AFTER + 2)
+    assert loop_thread not in threads
+
+
+def test_builtins_and_partials_are_never_inlined() -> None:
+    """They have no code object of their own: one fast partial must not vouch for another."""
+    import functools
+
+    probe = functools.partial(lambda: threading.current_thread().name)
+    loop_thread, threads = _thread_names(probe, _threads.INLINE_AFTER + 2)
+    assert loop_thread not in threads
+
+
+def test_an_inlined_function_that_runs_over_the_grace_goes_back_to_the_workers_for_good() -> None:
+    delay = [0.0]
+
+    def sometimes_slow() -> str:
+        if delay[0]:
+            time.sleep(delay[0])
+        return threading.current_thread().name
+
+    async def main() -> tuple[str, str, list[str]]:
+        loop_thread = threading.current_thread().name
+        for _ in range(40):  # until it qualifies (see the test above)
+            if await run_sync_callback(sometimes_slow) == loop_thread:
+                break
+        delay[0] = GRACE * 5
+        overran = await run_sync_callback(sometimes_slow)  # inline: held the loop this once
+        delay[0] = 0.0
+        after = [await run_sync_callback(sometimes_slow) for _ in range(_threads.INLINE_AFTER + 1)]
+        return threading.current_thread().name, overran, after
+
+    loop_thread, overran, after = asyncio.run(main())
+    assert overran == loop_thread
+    assert loop_thread not in after  # fast again, but never inlined again
+    assert sometimes_slow.__code__ in _threads._NEVER_INLINE
+
+
+def test_inline_calls_keep_context_copies_and_raise_to_the_caller() -> None:
+    def set_and_read(value: str) -> tuple[str, str]:
+        VAR.set(value)
+        if value == "boom":
+            raise KeyError("boom")
+        return threading.current_thread().name, VAR.get()
+
+    async def main() -> tuple[str, str]:
+        loop_thread = threading.current_thread().name
+        VAR.set("caller")
+        for i in range(40):  # until it runs inline
+            thread, seen = await run_sync_callback(set_and_read, f"call {i}")
+            assert seen == f"call {i}"
+            if thread == loop_thread:
+                break
+        else:
+            raise AssertionError("never inlined")
+        with pytest.raises(KeyError, match="boom"):
+            await run_sync_callback(set_and_read, "boom")
+        return VAR.get(), loop_thread
+
+    after, _ = asyncio.run(main())
+    assert after == "caller"  # the inline call's VAR.set stayed in its own copy of the context

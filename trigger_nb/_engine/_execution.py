@@ -322,7 +322,8 @@ class Execution:
             return await fn(*args)
         # Sync callbacks run in a worker thread so the loop (views, receiver, other runs)
         # stays responsive (SPEC §4.6); the context is copied, so output still lands in the
-        # right notebook cell. See _threads for the cheap hand-off.
+        # right notebook cell. See _threads for the cheap hand-off, and for running a function
+        # known to return in microseconds inline (the hand-off would cost more than it).
         result = await run_sync_callback(fn, *args)
         if inspect.isawaitable(result):
             result = await result

@@ -16,6 +16,14 @@ So the loop is held at most :data:`GRACE` per sync task, whatever the function d
 that overran the grace once (per code object) is not waited for again. Functions run with a copy
 of the caller's context (like ``to_thread``), so their output lands in the right notebook cell.
 
+Even step 2 costs two thread wake-ups, ~80 µs on a 2-core VM (a halted vCPU must be woken):
+for ``lambda: {...}`` that is most of a task's cost. So a function whose last
+:data:`INLINE_AFTER` calls each returned within :data:`INLINE_LIMIT` — less than the hand-off
+itself — is called directly on the loop's thread (still in a copy of the context): the loop is
+held for microseconds, far less than step 2 may hold it. The first calls of every function still
+go to a worker, so anything slow (I/O, a nested event loop) is never inlined, and a function that
+once runs over :data:`GRACE` inline goes back to the workers for good.
+
 The pool starts one thread per concurrently running call (``asyncio.gather`` of sync tasks runs
 them in parallel, as with the default executor), up to :data:`MAX_WORKERS`; a worker idle for
 :data:`IDLE_EXIT` seconds exits. Threads are daemons: a kernel shutdown never waits for them.
@@ -29,6 +37,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from types import CodeType
 from typing import Any
 
 #: Longest time the loop's thread waits for a sync function before going back to the loop.
@@ -39,13 +48,23 @@ MAX_WORKERS = 32
 #: Seconds an idle worker waits for work before it exits.
 IDLE_EXIT = 30.0
 
-#: The fast path returns without a loop round trip; after this many seconds of such returns
-#: the caller yields to the loop once, so timers, the receiver and views still get their turn.
+#: Seconds of fast-path returns (no loop round trip) after which the caller yields once.
 YIELD_EVERY = 0.01
+
+#: A function is called inline once this many calls in a row each returned within INLINE_LIMIT.
+INLINE_AFTER = 3
+#: Seconds: below the cost of the hand-off itself, so running inline saves more than it holds.
+INLINE_LIMIT = 50e-6
+#: Most code objects tracked by each of the tables below (a bound on their memory).
+_TRACKED = 4096
 
 #: Code objects whose function overran GRACE on its last call: not waited for, until one of
 #: their calls is fast again.
 _SLOW: set[Any] = set()
+#: Code object -> how many of its latest calls in a row returned within INLINE_LIMIT.
+_FAST_STREAK: dict[Any, int] = {}
+#: Code objects that once ran over GRACE inline: always handed to a worker from then on.
+_NEVER_INLINE: set[Any] = set()
 _last_yield = 0.0
 
 
@@ -173,17 +192,56 @@ _pool = _Pool()
 
 
 async def run_sync_callback(fn: Callable[..., Any], *args: Any) -> Any:
-    """``fn(*args)`` in a worker thread, without holding the loop longer than :data:`GRACE`."""
-    global _last_yield
+    """``fn(*args)`` in a worker thread, without holding the loop longer than :data:`GRACE`;
+    or inline, for a function known to return within :data:`INLINE_LIMIT` (module docstring)."""
+    code = getattr(fn, "__code__", None)
+    if code is None:  # a builtin, a partial, a callable object: keyed by type, never inlined
+        code = type(fn)
+    elif _FAST_STREAK.get(code, 0) >= INLINE_AFTER:
+        result = _run_inline(code, fn, args)
+        await _yield_now_and_then()
+        return result
     call = _Call(fn, args)
-    code = getattr(fn, "__code__", None) or type(fn)
     _pool.submit(call)
     if code not in _SLOW and call.done.acquire(timeout=GRACE):
-        now = time.monotonic()
-        if now - _last_yield > YIELD_EVERY:
-            _last_yield = now
-            await asyncio.sleep(0)
+        _count_fast(code, call.elapsed)
+        await _yield_now_and_then()
         return call.outcome()
+    return await _await_worker(call, code)
+
+
+def _run_inline(code: Any, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    started = time.perf_counter()
+    try:
+        return contextvars.copy_context().run(fn, *args)
+    finally:
+        if time.perf_counter() - started > GRACE:  # it can be slow after all: never again
+            _FAST_STREAK.pop(code, None)
+            if len(_NEVER_INLINE) < _TRACKED:
+                _NEVER_INLINE.add(code)
+
+
+def _count_fast(code: Any, elapsed: float) -> None:
+    if elapsed <= INLINE_LIMIT and isinstance(code, CodeType) and code not in _NEVER_INLINE:
+        if code in _FAST_STREAK or len(_FAST_STREAK) < _TRACKED:
+            _FAST_STREAK[code] = _FAST_STREAK.get(code, 0) + 1
+    else:
+        _FAST_STREAK.pop(code, None)
+
+
+async def _yield_now_and_then() -> None:
+    """A fast path returns without a loop round trip: every YIELD_EVERY seconds yield once,
+    so timers, the receiver and views still get their turn."""
+    global _last_yield
+    now = time.monotonic()
+    if now - _last_yield > YIELD_EVERY:
+        _last_yield = now
+        await asyncio.sleep(0)
+
+
+async def _await_worker(call: _Call, code: Any) -> Any:
+    """The function overran GRACE (or is known to): await its result without holding the loop."""
+    global _last_yield
     loop = asyncio.get_running_loop()
     with _pool.mutex:
         if call.finished:  # finished between the timeout and here
@@ -194,7 +252,9 @@ async def run_sync_callback(fn: Callable[..., Any], *args: Any) -> Any:
     try:
         return await future
     finally:
+        if call.finished:  # not when the caller was canceled while the function ran
+            _count_fast(code, call.elapsed)
         if call.elapsed and call.elapsed < GRACE:
             _SLOW.discard(code)
-        elif len(_SLOW) < 4096:
+        elif len(_SLOW) < _TRACKED:
             _SLOW.add(code)
