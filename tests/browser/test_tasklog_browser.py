@@ -246,11 +246,13 @@ def test_click_answered_within_a_second_while_1000_tasks_stream(lab: Any, page: 
     open_lab_notebook(page, lab, "stream.ipynb", [
         LOAD,
         # The wait suspends the first execution; the second runs in the background while the
-        # log is on screen, streaming 1,000 tasks into it.
+        # log is on screen, streaming 1,000 tasks into it, for 3 s at least (a task that
+        # returns at once would finish them in a fraction of a second: nothing to click into).
+        "import time",
         "%%job stream-1k\n"
         'await io.wait("warm-up", 0.5)\n'
         "for i in range(1000):\n"
-        '    await io.run_task(["item", i], lambda: i, name="item")\n'
+        '    await io.run_task(["item", i], lambda: time.sleep(0.003) or i, name="item")\n'
         "return 'done'",
     ])
     run_all(page)
