@@ -42,6 +42,7 @@ _INSERT_RAW = (
     "INSERT INTO Cache(key, raw, store_time, expire_time, access_time, access_count, tag, size,"
     " mode, filename, value) VALUES (?, 1, ?, NULL, ?, 0, NULL, 0, 1, NULL, ?)"
 )
+_DELETE_RAW = "DELETE FROM Cache WHERE key = ? AND raw = 1 AND filename IS NULL"
 #: The guard of a fenced write: the small raw record under the guard key has exactly this text.
 _GUARD = " EXISTS (SELECT 1 FROM Cache WHERE key = ? AND raw = 1 AND filename IS NULL AND value = ?)"
 _UPDATE_RAW_FENCED = _UPDATE_RAW + " AND" + _GUARD
@@ -286,7 +287,12 @@ class DiskcacheStore(Store):
 
     @_store_errors
     def delete(self, key: str) -> bool:
+        # A small record (markers, index entries, the fence: four per execution) is one DELETE
+        # instead of Cache.delete's SELECT then DELETE. A value kept in a file (which must be
+        # removed once the transaction commits), or no such key, takes Cache.delete.
         with self._write_lock:
+            if self._cache._sql(_DELETE_RAW, (key,)).rowcount == 1:
+                return True
             return bool(self._cache.delete(key))
 
     @_store_errors

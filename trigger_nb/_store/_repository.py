@@ -458,7 +458,8 @@ class Repository:
         run["fence"] = fence
         run["lease"] = {"holder": self.holder, "expires_at": now + ttl, "fence": fence}
         lease = Lease(run["id"], self.holder, fence, now + ttl)
-        self.store.put(f"fence/{run['id']}", lease.mirror())
+        # put_new: the previous execution's finish deleted the record (a crash may have left it)
+        self.store.put_new(f"fence/{run['id']}", lease.mirror())
         return lease
 
     def drop_lease(self, run: dict[str, Any]) -> None:
@@ -533,7 +534,7 @@ class Repository:
     def mark_executing(self, run_id: str) -> None:
         """Note that ``run_id`` is EXECUTING (in the transaction that makes it so); a store
         that pushes notices tells other processes, which then watch its lease (orphans)."""
-        self.store.put(f"exec/{run_id}", {})
+        self.store.put_new(f"exec/{run_id}", {})  # deleted when the execution ends
         self.store.notify("exec")
 
     def clear_executing(self, run_id: str) -> None:
