@@ -551,3 +551,45 @@ def test_a_run_resumed_by_a_delayed_event_it_sent_replays_at_the_top_level(clien
     assert run.output == {"id": 7}
     assert calls == ["before"]
     assert all(task["parent_id"] is None for task in run.tasks), run.log()
+
+
+def test_a_wait_reached_again_after_the_lease_was_lost_registers_nothing(
+    store_location: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SPEC §10: an execution that lost its run's lease (its process was stopped past the lease
+    and another took the run over) stops at its next side effect — re-registering an event
+    wait on replay is one, even though it writes no task record."""
+    import asyncio
+
+    from _support import client_at
+
+    from trigger_nb import RunBusyError
+    from trigger_nb._events._eventlog import WAITER_PREFIX
+    from trigger_nb._store import Repository
+
+    monkeypatch.setenv("TRIGGER_NB_LEASE_TTL", "1")
+    client = client_at(store_location)
+    store = client.storage
+    try:
+
+        @client.define_job(id="stolen")
+        async def stolen(payload, io, ctx):  # type: ignore[no-untyped-def]
+            if ctx.run.execution == 2:
+                thief = Repository(store, holder="thief:1:elsewhere", lease_ttl=60)
+                with store.transaction():
+                    run = thief.load_run(ctx.run.id)
+                    run["lease"]["expires_at"] = 0  # as if this process had been stopped past it
+                    thief.take_lease(run)
+                    thief.save_run(run)
+                for key in store.keys(WAITER_PREFIX):
+                    store.delete(key)
+                await asyncio.sleep(0.7)  # past half the lease's life: side effects ask the store
+            return await io.wait_for_event("w", {"name": "never.sent"})
+
+        run = client.invoke_sync("stolen")
+        assert run.status == "WAITING" and store.keys(WAITER_PREFIX)
+        with pytest.raises(RunBusyError, match="lease"):
+            client.invoke_sync("stolen", run_id=run.id)
+        assert store.keys(WAITER_PREFIX) == []  # the stale execution did not register again
+    finally:
+        client.close()

@@ -470,6 +470,7 @@ class Execution:
         """(Re-)register an external wait; return at once if that resolved it, else suspend."""
         register = (spec.external or {}).get("register")
         if register is not None:
+            self.ensure_lease()  # a store write outside the task record: never after a takeover
             register(dict(record))
             stored = self.repo.load_task(self.run_id, record["idempotency_key"])
             if stored is not None and stored["status"] == TaskStatus.COMPLETED:
