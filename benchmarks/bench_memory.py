@@ -11,7 +11,10 @@ trigger_nb, opens a client on a temporary store and runs a warm-up job, then
 value itself (target: at most one copy, i.e. <= 1.0). The replay's peak is printed too (it
 decodes the stored value: the value plus the bytes read).
 
-    python benchmarks/bench_memory.py [--mib 100] [--repeat 3]
+    python benchmarks/bench_memory.py [--mib 100] [--repeat 3] [--store postgresql://...]
+
+With ``--store`` the client uses that PostgreSQL store (blobs are streamed with ``COPY``)
+instead of a temporary directory.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ def peak_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 size = int(sys.argv[2]) * 1024 * 1024
-client = TriggerClient(dir=tempfile.mkdtemp(prefix="trigger_nb_bench_mem_"), output_limit=4 * size)
+where = {"store": sys.argv[3]} if len(sys.argv) > 3 else {"dir": tempfile.mkdtemp(prefix="trigger_nb_bench_mem_")}
+client = TriggerClient(**where, output_limit=4 * size)
 
 @client.define_job(id="warm")
 async def warm(payload, io, ctx):
@@ -57,9 +61,9 @@ client.close()
 """
 
 
-def measure(kind: str, mib: int) -> list[float]:
+def measure(kind: str, mib: int, store: str | None) -> list[float]:
     done = subprocess.run(
-        [sys.executable, "-c", CODE, kind, str(mib)],
+        [sys.executable, "-c", CODE, kind, str(mib), *([store] if store else [])],
         capture_output=True,
         text=True,
         timeout=600,
@@ -75,16 +79,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mib", type=int, default=100, help="size of the output, MiB")
     parser.add_argument("--repeat", type=int, default=3, help="interpreters per kind (medians)")
+    parser.add_argument("--store", help="a PostgreSQL store URL (default: a temporary directory)")
     args = parser.parse_args()
     base, stored, replayed = [], [], []
     for _ in range(args.repeat):
-        base.append(measure("baseline", args.mib)[0])
-        task = measure("task", args.mib)
+        base.append(measure("baseline", args.mib, args.store)[0])
+        task = measure("task", args.mib, args.store)
         stored.append(task[0])
         replayed.append(task[1])
     b, s, r = median(base), median(stored), median(replayed)
     extra = (s - b) / args.mib
-    header(f"peak memory: a {args.mib} MiB string output, median of {args.repeat} interpreters")
+    where = "PostgreSQL store" if args.store else "diskcache store"
+    header(f"peak memory: a {args.mib} MiB string output, {where}, median of {args.repeat} interpreters")
     print(
         f"storing it: peak {s:.0f} MiB vs {b:.0f} MiB holding the value alone = {extra:.2f} extra "
         f"copies of the value (target <= 1 copy: {verdict(extra <= 1.0)}); replaying it: peak "

@@ -94,9 +94,11 @@ def test_bench_store_prints_its_ratios(tmp_path: Path) -> None:
     assert "%job list at 60 runs:" in out and "x client.runs()" in out and "(target <= 1.2x:" in out
 
 
-def test_bench_memory_prints_its_ratio(tmp_path: Path) -> None:
-    out = run_benchmark("bench_memory.py", "--mib", "4", "--repeat", "1", cwd=tmp_path)
-    assert "peak memory: a 4 MiB string output" in out
+@pytest.mark.parametrize("store", ["diskcache", "postgres"])
+def test_bench_memory_prints_its_ratio(tmp_path: Path, store: str, request: pytest.FixtureRequest) -> None:
+    where = ["--store", request.getfixturevalue("pg_url")] if store == "postgres" else []
+    out = run_benchmark("bench_memory.py", "--mib", "4", "--repeat", "1", *where, cwd=tmp_path)
+    assert f"peak memory: a 4 MiB string output, {'PostgreSQL' if where else 'diskcache'} store" in out
     assert "extra copies of the value (target <= 1 copy:" in out and "replaying it: peak" in out
 
 

@@ -7,6 +7,7 @@ import tracemalloc
 from typing import Any
 
 import pytest
+from _support import client_at
 
 from trigger_nb import RunFailedError, TriggerClient
 from trigger_nb._engine._outputs import LARGE_OUTPUT
@@ -15,9 +16,12 @@ from trigger_nb.testing import MemoryStore
 TRICKY = 'quote " backslash \\ newline \n é ü 漢 \U0001f600 lone \ud800 nul \x00 '
 
 
-@pytest.fixture(params=["disk", "memory"])
+@pytest.fixture(params=["disk", "memory", "postgres"])
 def any_client(request: pytest.FixtureRequest, store_dir: str) -> Any:
-    c = TriggerClient(dir=store_dir) if request.param == "disk" else TriggerClient(storage=MemoryStore())
+    if request.param == "postgres":  # blobs streamed with COPY
+        c = TriggerClient(store=request.getfixturevalue("pg_url"))
+    else:
+        c = TriggerClient(dir=store_dir) if request.param == "disk" else TriggerClient(storage=MemoryStore())
     yield c
     c.close()
 
@@ -78,12 +82,13 @@ def test_a_large_string_over_the_limit_fails_the_task_and_stores_no_blob(store_d
         client.close()
 
 
-def test_storing_a_large_string_allocates_a_small_fraction_of_it(store_dir: str) -> None:
+@pytest.mark.both_stores
+def test_storing_a_large_string_allocates_a_small_fraction_of_it(store_location: str) -> None:
     """tracemalloc counts what storing allocates beyond the value (created before tracing):
     streaming needs a chunk or two; building the JSON text and the record would be >= 2x."""
     size = 24 * LARGE_OUTPUT
     value = "v" * size
-    client = TriggerClient(dir=store_dir, output_limit=4 * size)
+    client = client_at(store_location, output_limit=4 * size)
     try:
 
         @client.define_job(id="mem")

@@ -180,6 +180,25 @@ def test_records_are_the_engines_json_text_and_blobs_bytea(pg_server: Any, pg_ur
     store.close()
 
 
+def test_blob_chunks_are_streamed_with_copy_replacing_any_record_and_rolled_back_with_a_transaction(
+    pg_url: str,
+) -> None:
+    store = open_store(pg_url)
+    key = "blob/r/tab\there back\\slash new\nline"  # COPY's text format escapes these
+    chunks = [bytes(range(256)) * 5, b"", b"\\x00\t\n" * 3]
+    store.put(key, {"was": "a record"})
+    store.put_blob_chunks(key, iter(chunks))
+    assert store.get_blob(key) == b"".join(chunks) and store.get(key) is None
+    assert store.keys("blob/r/") == [key]
+    with pytest.raises(RuntimeError), store.transaction():
+        store.put_blob_chunks(key, iter([b"never"]))
+        raise RuntimeError("rolled back")
+    assert store.get_blob(key) == b"".join(chunks)
+    store.put_blob_chunks(key, iter([]))  # an empty blob is a blob
+    assert store.get_blob(key) == b""
+    store.close()
+
+
 @pytest.mark.parametrize(
     ("prefix", "expected"),
     [("task/r1/", "task/r10"), ("a", "b"), ("", None), ("x\U0010ffff", "y"), ("\ud7ff", "\ue000")],
