@@ -187,6 +187,44 @@ def test_sibling_groups_collapse_and_keep_failures_visible(client: TriggerClient
     assert GROUP_MIN == 5
 
 
+def test_an_open_group_lists_a_page_then_more_on_request(
+    client: TriggerClient, log_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trigger_nb._notebook import _viewmodel
+
+    monkeypatch.setattr(_viewmodel, "GROUP_PAGE", 100)  # pages of 100: the same code, a smaller run
+
+    @client.define_job(id="many")
+    async def many(payload: Any, io: Any, ctx: Any) -> Any:
+        for i in range(250):
+            await io.run_task(["item", i], lambda: 1, name="item")
+
+    run = client.invoke_sync("many")
+    log = log_factory(run.id)
+    log.refresh()
+    [group] = [row for row in log.widget.state["rows"] if row["type"] == "group"]
+
+    def listed() -> tuple[int, list[tuple[int, int]]]:
+        rows = log.widget.state["rows"]
+        more = [(row["hidden"], row["next"]) for row in rows if row["type"] == "more" and row["group"] == group["id"]]
+        return sum(1 for row in rows if row["type"] == "task"), more
+
+    log._on_msg(log.widget, {"cmd": "toggle_group", "id": group["id"]}, [])
+    assert listed() == (100, [(150, 100)])
+    bundle = log.bundle()  # a saved notebook says so too
+    assert "… 150 more in this group" in bundle["text/plain"] and "… 150 more in this group" in bundle["text/html"]
+    log._on_msg(log.widget, {"cmd": "more_of_group", "id": group["id"]}, [])
+    assert listed() == (200, [(50, 50)])
+    log._on_msg(log.widget, {"cmd": "more_of_group", "id": group["id"]}, [])
+    assert listed() == (250, [])
+    # Closed, "more" changes nothing; opened again, the first page.
+    log._on_msg(log.widget, {"cmd": "toggle_group", "id": group["id"]}, [])
+    log._on_msg(log.widget, {"cmd": "more_of_group", "id": group["id"]}, [])
+    assert listed() == (0, [])
+    log._on_msg(log.widget, {"cmd": "toggle_group", "id": group["id"]}, [])
+    assert listed() == (100, [(150, 100)])
+
+
 def test_bundle_carries_widget_view_html_and_text_and_stays_small(
     client: TriggerClient, log_factory: Any
 ) -> None:

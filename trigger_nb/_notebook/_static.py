@@ -85,9 +85,15 @@ def wait_text(wait: dict[str, Any] | None, now: float) -> str:
     return "waiting"
 
 
+def _more_text(row: dict[str, Any]) -> str:
+    return f"{row['hidden']:,} more in this group (the live log lists {row['next']:,} more per click)"
+
+
 def _task_cells(row: dict[str, Any], now: float) -> str:
     esc = html.escape
     pad = 1.2 * row["depth"]
+    if row["type"] == "more":
+        return f'<td colspan=5 style="padding-left:{pad}em;text-align:left">… {_more_text(row)}</td>'
     if row["type"] == "group":
         counts = ", ".join(f"{n:,} {s.lower()}" for s, n in sorted(row["counts"].items()))
         name = f"<b>{esc(row['name'])}</b> × {row['count']:,}"
@@ -236,6 +242,9 @@ def render_run_text(view: dict[str, Any]) -> str:
     ]
     for row in view["rows"][:MAX_ROWS]:
         indent = "  " * (row["depth"] + 1)
+        if row["type"] == "more":
+            lines.append(f"{indent}… {_more_text(row)}")
+            continue
         symbol = SYMBOLS.get(row["status"], "·")
         if row["type"] == "group":
             counts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(row["counts"].items()))

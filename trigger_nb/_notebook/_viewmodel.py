@@ -11,7 +11,8 @@ What it decides, so the front end does not have to:
   browser ticks the countdowns), the error with the user's frames, and which controls apply;
 - **groups**: a run of five or more sibling tasks with the same name becomes one row
   (``"item × 1,000"``) with counts by status; members that need attention (failed, waiting,
-  running) stay visible under it; the group opens on request (``open_groups``);
+  running) stay visible under it; the group opens on request (``open_groups``), listing 500
+  members and a ``"more"`` row that lists 500 more (``group_pages``);
 - **history**: ``execution=n`` (an earlier one) shows what that execution did *then* — status,
   attempt and error from its journal — never today's record (the journal's 4th element);
 - **details**: rows in ``expanded`` carry params, output, properties (``redact`` paths shown as
@@ -28,7 +29,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .._engine import (
@@ -43,7 +44,7 @@ from ._display import current_statuses, redact_paths
 
 #: Siblings with one name, this many or more in a row, collapse into a group.
 GROUP_MIN = 5
-#: An open group shows at most this many members (the rest: "show more").
+#: An open group lists this many members at first, and this many more per "show more".
 GROUP_PAGE = 500
 #: Details (params, output, error) are cut to this many characters each.
 DETAIL_CHARS = 20_000
@@ -270,6 +271,7 @@ class _Builder:
         changed: set[str],
         open_groups: set[str],
         expanded: set[str],
+        group_pages: Mapping[str, int],
     ) -> None:
         self.run = run
         self.now = now
@@ -278,6 +280,7 @@ class _Builder:
         self.changed = changed  # latest execution: ids replayed although their code changed
         self.open_groups = open_groups
         self.expanded = expanded
+        self.group_pages = group_pages
         if history is not None:
             tasks = [t for t in tasks if t["id"] in history]
         self.roots, self.children = _tree(tasks)
@@ -311,6 +314,7 @@ class _Builder:
         ends = [r["end"] for r in rows if r["end"] is not None]
         attempts = [r["attempts"] for r in rows]
         is_open = group_id in self.open_groups
+        limit = GROUP_PAGE * self.group_pages.get(group_id, 1) if is_open else 0
         self.rows.append(
             {
                 "type": "group",
@@ -328,19 +332,26 @@ class _Builder:
                 "start": min(starts) if starts else None,
                 "end": max(ends) if ends else None,
                 "open": is_open,
-                "shown": min(len(members), GROUP_PAGE) if is_open else 0,
+                "shown": min(len(members), limit),
             }
         )
         listed = 0
         for task, row in zip(members, rows, strict=True):
             # Collapsed, a group still lists the members that need attention (SPEC §8).
-            if (is_open and listed < GROUP_PAGE) or row["status"] != TaskStatus.COMPLETED:
+            if listed < limit or row["status"] != TaskStatus.COMPLETED:
                 listed += 1
                 row["group"] = group_id
                 self.rows.append(row)
                 kids = self.children.get(task["id"])
                 if kids:
                     self._siblings(kids, depth + 2)
+        if is_open and listed < len(members):
+            # The open group's next page: a row the user clicks for GROUP_PAGE more.
+            hidden = len(members) - listed
+            self.rows.append(
+                {"type": "more", "id": f"more:{group_id}", "group": group_id, "depth": depth + 1,
+                 "hidden": hidden, "next": min(hidden, GROUP_PAGE)}
+            )
 
     def _row(self, task: dict[str, Any], depth: int) -> dict[str, Any]:
         entry = self.history.get(task["id"]) if self.history is not None else None
@@ -423,13 +434,15 @@ def run_view(
     execution: int | None = None,
     open_groups: Iterable[str] = (),
     expanded: Iterable[str] = (),
+    group_pages: Mapping[str, int] | None = None,
     now: float | None = None,
 ) -> dict[str, Any]:
     """Everything the task log shows for ``run`` (see the module docstring).
 
     ``execution``: the number of an earlier execution to show as it was then (``None`` or the
     latest: the current records). ``open_groups``/``expanded``: group and task ids the user
-    opened.
+    opened; ``group_pages``: group id -> pages of GROUP_PAGE members an open group lists
+    (default 1; a ``"more"`` row under the group offers the next page).
     """
     now = time.time() if now is None else now
     executions = _execution_views(run, journals)
@@ -455,6 +468,7 @@ def run_view(
         changed=code_changed_ids(latest_journal or []),
         open_groups=set(open_groups),
         expanded=set(expanded),
+        group_pages=group_pages or {},
     ).build()
     counted = [t for t in used if t.get("kind") != "attempt"]
     done = sum(1 for t in counted if t["status"] in (TaskStatus.COMPLETED, TaskStatus.ERRORED, TaskStatus.CANCELED))

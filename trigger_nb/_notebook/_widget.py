@@ -105,6 +105,7 @@ class RunPage:
         self.run = run
         self.execution: int | None = None
         self.open_groups: set[str] = set()
+        self.group_pages: dict[str, int] = {}  # group id -> pages listed while open
         self.expanded: set[str] = set()
         self.live = LiveRecords(run)
 
@@ -123,10 +124,12 @@ class RunPage:
             execution=self.execution,
             open_groups=self.open_groups,
             expanded=self.expanded,
+            group_pages=self.group_pages,
         )
 
     def ui(self, message: dict[str, Any]) -> bool:
-        """Apply a view-only message (select an execution, open a group, expand a row)."""
+        """Apply a view-only message (select an execution, open a group or list more of it,
+        expand a row)."""
         cmd = message.get("cmd")
         target = str(message.get("id") or "")
         self.live.invalidate()  # a click reads the run afresh (it may have changed elsewhere)
@@ -134,6 +137,11 @@ class RunPage:
             self.execution = message.get("n")
         elif cmd == "toggle_group":
             self.open_groups ^= {target}
+            self.group_pages.pop(target, None)  # opened again: its first page
+        elif cmd == "more_of_group":
+            if target not in self.open_groups:
+                return False
+            self.group_pages[target] = self.group_pages.get(target, 1) + 1
         elif cmd == "toggle_row":
             self.expanded ^= {target}
         else:

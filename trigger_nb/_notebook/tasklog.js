@@ -278,6 +278,11 @@ function render({ model, el }) {
 
   function taskRow(row) {
     const pad = `padding-left:${0.4 + 1.4 * row.depth}em`;
+    if (row.type === "more") {
+      return h("div", { class: "tnb-row tnb-more", dataset: { id: row.group }, onclick: () => send({ cmd: "more_of_group", id: row.group }), title: "list more of this group" },
+        h("span", { class: "tnb-cell tnb-name tnb-muted", style: pad },
+          `… ${row.hidden.toLocaleString()} more — `, h("a", { href: "#", onclick: (e) => e.preventDefault() }, `show ${row.next.toLocaleString()} more`)));
+    }
     if (row.type === "group") {
       const counts = Object.entries(row.counts).map(([s, n]) => `${n.toLocaleString()} ${s.toLowerCase()}`).join(", ");
       const attempts = row.attempts[0] === row.attempts[1] ? `${row.attempts[0]} attempt${row.attempts[0] === 1 ? "" : "s"}` : `${row.attempts[0]}–${row.attempts[1]} attempts`;
