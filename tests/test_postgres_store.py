@@ -184,7 +184,7 @@ def test_blob_chunks_are_streamed_with_copy_replacing_any_record_and_rolled_back
     pg_url: str,
 ) -> None:
     store = open_store(pg_url)
-    key = "blob/r/tab\there back\\slash new\nline"  # COPY's text format escapes these
+    key = "blob/r/tab\there back\\slash new\nline é 漢"  # COPY's text format escapes these
     chunks = [bytes(range(256)) * 5, b"", b"\\x00\t\n" * 3]
     store.put(key, {"was": "a record"})
     store.put_blob_chunks(key, iter(chunks))

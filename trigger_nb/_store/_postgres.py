@@ -281,7 +281,7 @@ class PostgresStore(Store):
         def copy(conn: Any, _: bool) -> None:
             conn.execute(f"DELETE FROM {TABLE} WHERE key = %s", (key,))
             with conn.cursor() as cursor, cursor.copy(f"COPY {TABLE} (key, blob) FROM STDIN") as rows:
-                rows.write(f"{field_key}\t\\\\x".encode())
+                rows.write(f"{field_key}\t\\\\x".encode(conn.info.encoding))  # client encoding
                 for chunk in chunks:
                     rows.write(binascii.hexlify(chunk))  # bytes: no str to encode again
                 rows.write(b"\n")
