@@ -332,7 +332,6 @@ class _Builder:
                 "start": min(starts) if starts else None,
                 "end": max(ends) if ends else None,
                 "open": is_open,
-                "shown": min(len(members), limit),
             }
         )
         listed = 0
