@@ -7,17 +7,20 @@ real IPython shell for the magics.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from _support import poll
+from _support import client_at, poll
 from IPython.utils.capture import capture_output
 
-from trigger_nb import EventFilterError, PayloadError, TriggerClient, event_trigger
+from trigger_nb import EventFilterError, PayloadError, RunBusyError, TriggerClient, event_trigger
+from trigger_nb._events._eventlog import WAITER_PREFIX
 from trigger_nb._receiver._backend import events_token
+from trigger_nb._store import Repository
 
 pytestmark = pytest.mark.both_stores
 
@@ -559,14 +562,6 @@ def test_a_wait_reached_again_after_the_lease_was_lost_registers_nothing(
     """SPEC §10: an execution that lost its run's lease (its process was stopped past the lease
     and another took the run over) stops at its next side effect — re-registering an event
     wait on replay is one, even though it writes no task record."""
-    import asyncio
-
-    from _support import client_at
-
-    from trigger_nb import RunBusyError
-    from trigger_nb._events._eventlog import WAITER_PREFIX
-    from trigger_nb._store import Repository
-
     monkeypatch.setenv("TRIGGER_NB_LEASE_TTL", "1")
     client = client_at(store_location)
     store = client.storage
