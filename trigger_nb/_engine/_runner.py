@@ -519,7 +519,7 @@ class Runner:
 
         Returns ``"accepted"``, ``"already"``, ``"not_found"`` or ``"timed_out"``.
         """
-        ref = self.repo.store.get(f"cb/{task_id}")
+        ref = self.repo.callback_ref(task_id)
         if ref is None:
             return "not_found"
 

@@ -409,11 +409,10 @@ class Repository:
     def load_blob(self, task: dict[str, Any]) -> bytes | None:
         return self.store.get_blob(f"blob/{task['run_id']}/{task['idempotency_key']}")
 
-    def find_callback_task(self, task_id: str) -> dict[str, Any] | None:
-        ref = self.store.get(f"cb/{task_id}")
-        if ref is None:
-            return None
-        return self.load_task(ref["run_id"], ref["idempotency_key"])
+    def callback_ref(self, task_id: str) -> dict[str, Any] | None:
+        """Where the task behind ``/callbacks/{task_id}/…`` lives: ``{"run_id",
+        "idempotency_key", "job_id"}``, or ``None`` for an unknown id."""
+        return self.store.get(f"cb/{task_id}")
 
     # -- execution journals (what each execution did with each task) ----------------------
     def save_journal(self, run_id: str, number: int, journal: list[Any], *, keep: int) -> None:
