@@ -87,7 +87,7 @@ class CountingBackend:
         self._lock = threading.Lock()
         self.completed: set[str] = set()
 
-    def complete_callback(self, task_id: str, secret: str, body: Any) -> Any:
+    async def complete_callback(self, task_id: str, secret: str, body: Any) -> Any:
         from trigger_nb._receiver import CallbackOutcome
 
         with self._lock:

@@ -579,6 +579,48 @@ def test_a_burst_of_callbacks_from_another_thread_resumes_every_run_once(client:
     assert sorted(executions.values()) == [2] * 40  # the first execution and one resume each
 
 
+def test_callbacks_resolved_in_one_batch_answer_as_if_posted_one_by_one(client: TriggerClient) -> None:
+    """``complete_callbacks`` (one transaction for what the receiver queued): first POST wins
+    inside a batch too, a wrong secret or an unknown id changes nothing, every accepted run
+    resumes once."""
+
+    @client.define_job(id="batch")
+    async def job(payload, io, ctx):  # type: ignore[no-untyped-def]
+        return await io.wait_for_request("cb", lambda url: None, timeout_in_seconds=600)
+
+    runs = [client.invoke_sync("batch", {"k": k}) for k in range(3)]
+    paths = [run.tasks[0]["callback_url"].rsplit("/", 2)[-2:] for run in runs]
+    (a, secret_a), (b, secret_b), (c, _) = paths
+    outcomes = client.runner.complete_callbacks(
+        [(a, secret_a, "first"), (b, secret_b, "b"), (a, secret_a, "second"), (c, "wrong", "x"),
+         ("task_unknown", "s", "y")]
+    )
+    assert outcomes == ["accepted", "accepted", "already", "not_found", "not_found"]
+    assert runs[0].result(timeout=10) == "first" and runs[1].result(timeout=10) == "b"
+    assert runs[2].status == "WAITING" and runs[2].tasks[0]["status"] == "WAITING"
+
+
+def test_a_callback_is_answered_while_the_home_loop_is_blocked(client: TriggerClient) -> None:
+    """Callbacks are resolved on the home loop when it is free; a blocked one (a cell in
+    synchronous code) must not hold the POST's answer (SPEC §9): the receiver resolves it."""
+    urls: list[str] = []
+
+    @define(client)
+    async def job(payload, io, ctx):  # type: ignore[no-untyped-def]
+        return await io.run_task("cb", lambda task: urls.append(task.callback_url), callback={})
+
+    run = client.invoke_sync("job")
+    release = threading.Event()
+    client._host.call_soon(release.wait, 30)  # the home loop is stuck until released
+    try:
+        response = httpx.post(urls[0], json={"v": 1}, timeout=10)
+        assert response.json() == {"ok": True}
+        assert client.repo.load_task(run.id, run.tasks[0]["idempotency_key"])["status"] == "COMPLETED"
+    finally:
+        release.set()
+    assert run.result(timeout=10) == {"v": 1}
+
+
 def test_an_orphan_whose_holder_cannot_be_seen_is_resumed_at_its_lease_expiry() -> None:
     """SPEC §10: a run left EXECUTING by a holder on another machine (or in another container)
     is taken when its lease expires, not before; one of a job not defined here is left alone."""

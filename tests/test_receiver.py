@@ -6,6 +6,7 @@ thread that made it) so tests can check what reached it — and what did not.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -57,7 +58,7 @@ class FakeBackend:
         if self.fail_with is not None:
             raise self.fail_with
 
-    def complete_callback(self, task_id: str, secret: str, body: Any) -> CallbackOutcome:
+    async def complete_callback(self, task_id: str, secret: str, body: Any) -> CallbackOutcome:
         with self._lock:
             self._record("complete_callback", task_id, secret, body)
             task = self._tasks.get(task_id)
@@ -94,13 +95,15 @@ def call(
     headers: dict[str, str] | None = None,
     max_body_bytes: int = LIMIT,
 ) -> Response:
-    return handle_request(
-        method,
-        path,
-        headers or {},
-        body,
-        backend if backend is not None else FakeBackend(),
-        max_body_bytes=max_body_bytes,
+    return asyncio.run(
+        handle_request(
+            method,
+            path,
+            headers or {},
+            body,
+            backend if backend is not None else FakeBackend(),
+            max_body_bytes=max_body_bytes,
+        )
     )
 
 
@@ -299,7 +302,7 @@ def test_a_backend_crash_is_a_generic_500_and_is_logged(caplog: pytest.LogCaptur
 
 def test_a_backend_answer_that_is_not_an_outcome_is_500() -> None:
     class Confused(FakeBackend):
-        def complete_callback(self, task_id: str, secret: str, body: Any) -> CallbackOutcome:
+        async def complete_callback(self, task_id: str, secret: str, body: Any) -> CallbackOutcome:
             return "accepted"  # type: ignore[return-value]
 
     assert call("POST", "/callbacks/t1/s", b"{}", Confused()).status == 500

@@ -144,7 +144,8 @@ class TriggerClient:
 
                 backend = EngineBackend(
                     self.storage,
-                    complete_callback=self.runner.complete_callback,
+                    submit_callback=self.runner.callbacks.submit,
+                    drain_callbacks=self.runner.callbacks.drain,
                     send_event=self.send_event_sync,
                 )
                 receiver = Receiver(

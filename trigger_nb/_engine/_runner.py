@@ -16,7 +16,6 @@ Everything external (a callback POST, a manual resume, a due timer) ends in :met
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -27,14 +26,16 @@ from .._numbers import wait_limit
 from .._serde import DEFAULT_OUTPUT_LIMIT, encode_output, error_record
 from .._store import Lease, Repository
 from ._bus import Notice, NoticeBus
+from ._callback_queue import CallbackQueue
 from ._control import Canceled, ControlFlow
-from ._execution import CALLBACK_TIMEOUT_MESSAGE, Execution, TaskSpec, current_parent
+from ._execution import Execution, TaskSpec, current_parent
 from ._handoff import Handoff
 from ._heartbeat import LeaseKeeper
 from ._jobs import JobDefinition, make_context
 from ._operations import Operations
 from ._orphans import OrphanFinder, is_orphaned
 from ._requests import make_due, wants_execution
+from ._resolutions import Resolutions
 from ._states import RUN_FINISHED, RunStatus, TaskStatus, advance_run, advance_task
 
 log = logging.getLogger("trigger_nb")
@@ -73,7 +74,6 @@ class Runner:
         self._changed: dict[str, asyncio.Event] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._resuming: set[str] = set()  # runs with a resume scheduled but not yet executing
-        self.operations = Operations(repo, bus, spawn=self.spawn, resolve_task=self.resolve_task)
         self._leases = LeaseKeeper(repo)
         busy = lambda run_id: run_id in self._active or run_id in self._resuming  # noqa: E731
         resume = lambda run_id: self.spawn(self.resume(run_id, wanted=is_orphaned))  # noqa: E731
@@ -81,6 +81,14 @@ class Runner:
         #: A test seam (``testing.JobTester``): may replace each task's spec (a mocked output).
         self.intercept_task: Callable[[TaskSpec], TaskSpec] | None = None
         self._handoff = Handoff(loop_host, self._resume_soon)  # resolved runs, in batches
+        resolutions = Resolutions(repo, bus, jobs, resume=self._handoff.add)
+        #: Complete a WAITING task from outside (operations, events): see `Resolutions`.
+        self.resolve_task = resolutions.resolve_task
+        self.complete_callback = resolutions.complete_callback
+        self.complete_callbacks = resolutions.complete_callbacks
+        #: Callback POSTs, resolved on the home loop a batch per transaction (the receiver's).
+        self.callbacks = CallbackQueue(loop_host, self.complete_callbacks)
+        self.operations = Operations(repo, bus, spawn=self.spawn, resolve_task=self.resolve_task)
 
     # -- executing ------------------------------------------------------------------------
     async def execute(
@@ -455,95 +463,6 @@ class Runner:
                     self.repo.save_task(task)
             self._save_run(run)
         return run
-
-    # -- completing waiting tasks from outside (callbacks, operations, events) -------------
-    def resolve_task(
-        self,
-        run_id: str,
-        idempotency_key: str,
-        *,
-        output: Any = None,
-        error: BaseException | None = None,
-        pending_flag: str,
-        resolved_by: str,
-        check: Callable[[dict[str, Any]], str | None] | None = None,
-        job_id: str | None = None,
-    ) -> str:
-        """Complete (or fail, with ``error``) a WAITING task; the first resolution wins.
-
-        ``pending_flag`` names what the task waits for (``callback_pending``,
-        ``operation_pending``); ``check(task)`` may veto with a reason. Returns
-        ``"accepted"``, ``"already"``, ``"not_found"`` or the veto. Thread-safe: the store
-        transaction serialises racing resolutions; the run resumes on the home loop.
-        """
-        now = time.time()
-        with self.repo.store.transaction():
-            task = self.repo.load_task(run_id, idempotency_key)
-            if task is None:
-                return "not_found"
-            if check is not None:
-                veto = check(task)
-                if veto is not None:
-                    return veto
-            if task["status"] != TaskStatus.WAITING or not task.get(pending_flag):
-                return "already"
-            if error is None:
-                try:
-                    encoded = encode_output(output, cache_key=task["display_key"])
-                except TaskOutputError as exc:
-                    error = exc
-            if error is None:
-                task["output_json"] = encoded.data
-                task["output_encoding"] = "json"
-                advance_task(task, TaskStatus.COMPLETED)
-            else:
-                task["error"] = error_record(error)
-                advance_task(task, TaskStatus.ERRORED)
-            task["completed_at"] = now
-            task[pending_flag] = False
-            task["resolved_by"] = resolved_by
-            self.repo.save_task(task)
-            if job_id is None or job_id not in self.jobs:
-                # Durable: no process here runs this job (e.g. `trigger-nb serve`), so the
-                # kernel that does must find the marker (within a second, SPEC §9). When this
-                # process runs it, the resume below follows at once and the marker would only
-                # cost a write and a delete per callback (SPEC §13 throughput).
-                self.repo.mark_wake(run_id, now)
-        if self.bus.active:
-            self.bus.emit(Notice("task", run_id, task=task))
-        self._handoff.add(run_id)
-        return "accepted"
-
-    def complete_callback(self, task_id: str, secret: str, body: Any) -> str:
-        """Resolve a waiting callback task with ``body``: first POST wins (SPEC §9).
-
-        Returns ``"accepted"``, ``"already"``, ``"not_found"`` or ``"timed_out"``.
-        """
-        ref = self.repo.callback_ref(task_id)
-        if ref is None:
-            return "not_found"
-
-        def check(task: dict[str, Any]) -> str | None:
-            if not hmac.compare_digest(str(task.get("callback_secret", "")).encode(), secret.encode()):
-                return "not_found"
-            if task["status"] == TaskStatus.ERRORED and (task.get("error") or {}).get(
-                "message"
-            ) == CALLBACK_TIMEOUT_MESSAGE:
-                return "timed_out"
-            timeout_at = task.get("callback_timeout_at")
-            if task.get("callback_pending") and timeout_at is not None and timeout_at <= time.time():
-                return "timed_out"
-            return None
-
-        return self.resolve_task(
-            ref["run_id"],
-            ref["idempotency_key"],
-            output=body,
-            pending_flag="callback_pending",
-            resolved_by="callback",
-            check=check,
-            job_id=ref.get("job_id"),
-        )
 
     def _resume_soon(self, run_id: str) -> None:
         self._cancel_timer(run_id)

@@ -1,13 +1,16 @@
 """The receiver's :class:`ReceiverBackend`: callbacks complete tasks, events go to the event log.
 
-Runs on the receiver's thread: everything it calls is thread-safe (store transactions; the
-runner hops to the home loop with ``call_soon``).
+Runs on the receiver's thread: everything it calls is thread-safe. Callbacks are resolved on
+the home loop when it is free within ``LOOP_GRACE_S`` (see ``_engine/_callback_queue.py``), here
+otherwise.
 """
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any
 
 from .._store import Store
@@ -21,6 +24,11 @@ _OUTCOMES = {
 }
 
 TOKEN_KEY = "meta/events_token"
+
+#: How long a callback waits for the home loop to resolve it before the receiver's thread does:
+#: long enough that a busy loop (resuming other runs) keeps the batching, short enough that a
+#: blocked one (a cell in ``time.sleep``) barely delays the answer.
+LOOP_GRACE_S = 0.02
 
 
 def events_token(storage: Any) -> str:
@@ -37,23 +45,33 @@ def events_token(storage: Any) -> str:
 
 class EngineBackend:
     """What the HTTP receiver does with callbacks and events. Collaborators, handed over by the
-    composition root: ``store`` (where the events token lives), ``complete_callback(task_id,
-    secret, body)`` (``Runner.complete_callback``: returns ``"accepted"``, ``"already"``,
-    ``"not_found"`` or ``"timed_out"``) and ``send_event(event)`` (stores and delivers it)."""
+    composition root: ``store`` (where the events token lives); ``submit_callback(task_id,
+    secret, body)`` (``Runner.callbacks.submit``: queues the callback for the home loop and
+    returns a ``concurrent.futures.Future`` of ``"accepted"``, ``"already"``, ``"not_found"`` or
+    ``"timed_out"``) and ``drain_callbacks()`` (resolves what is queued, on the calling thread);
+    ``send_event(event)`` (stores and delivers it)."""
 
     def __init__(
         self,
         store: Store,
         *,
-        complete_callback: Callable[[str, str, Any], str],
+        submit_callback: Callable[[str, str, Any], Future[str]],
+        drain_callbacks: Callable[[], None],
         send_event: Callable[[dict[str, Any]], dict[str, Any]],
     ) -> None:
         self._store = store
-        self._complete_callback = complete_callback
+        self._submit_callback = submit_callback
+        self._drain_callbacks = drain_callbacks
         self._send_event = send_event
 
-    def complete_callback(self, task_id: str, secret: str, body: Any) -> CallbackOutcome:
-        return _OUTCOMES[self._complete_callback(task_id, secret, body)]
+    async def complete_callback(self, task_id: str, secret: str, body: Any) -> CallbackOutcome:
+        answer = asyncio.wrap_future(self._submit_callback(task_id, secret, body))
+        done, _ = await asyncio.wait({answer}, timeout=LOOP_GRACE_S)
+        if not done:
+            # The home loop did not get to it: a cell is running synchronous code on the
+            # kernel's loop. Resolve here, so that the sender gets its answer now (SPEC §9).
+            self._drain_callbacks()
+        return _OUTCOMES[await answer]
 
     def send_event(self, event: dict[str, Any]) -> dict[str, Any]:
         return self._send_event(event)

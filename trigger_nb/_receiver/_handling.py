@@ -13,6 +13,11 @@ What the receiver *does* with a callback or an event is not decided here either:
 `ReceiverBackend`'s job (the engine implements it). This module only validates the request,
 asks the backend, and maps the answer to a status code.
 
+`handle_request` is a coroutine because resolving a callback is awaited: the engine batches
+callbacks that arrive together into one store transaction (SPEC §13). Everything else is
+decided at once by the synchronous `decide`, which the server also uses where it cannot wait
+(a request refused before its body is read).
+
 The checks run in a fixed order, so that a request that is wrong in several ways gets the most
 useful error: unknown path (404) → wrong method (405) → missing token (401, ``/events`` only)
 → body over the limit (413) → body not JSON (400) → the backend's answer.
@@ -37,8 +42,10 @@ from .._serde import MAX_JSON_DEPTH, json_depth_exceeds
 
 __all__ = [
     "CallbackOutcome",
+    "CallbackPost",
     "ReceiverBackend",
     "Response",
+    "decide",
     "error_response",
     "handle_request",
     "render",
@@ -63,14 +70,16 @@ class CallbackOutcome(enum.Enum):
 class ReceiverBackend(Protocol):
     """What the receiver needs from the engine.
 
-    Every method is called from the receiver's own thread, one request at a time; the backend
-    is responsible for its own thread-safety with respect to the rest of the program.
+    Every method is called from the receiver's own thread; the backend is responsible for its
+    own thread-safety with respect to the rest of the program.
     """
 
-    def complete_callback(self, task_id: str, secret: str, body: Any) -> CallbackOutcome:
+    async def complete_callback(self, task_id: str, secret: str, body: Any) -> CallbackOutcome:
         """Resolve the task waiting at ``/callbacks/{task_id}/{secret}`` with ``body``.
 
         ``body`` is the parsed JSON of the request. Must compare the secret in constant time.
+        Awaited on the receiver's loop, so several callbacks may be in flight at once (the
+        backend may batch them); it must not block that loop for long.
         """
         ...
 
@@ -154,7 +163,53 @@ _CALLBACK_RESPONSES: dict[CallbackOutcome, Response] = {
 }
 
 
-def handle_request(
+@dataclass(frozen=True)
+class CallbackPost:
+    """A well-formed POST to a callback URL: what the backend must resolve."""
+
+    task_id: str
+    secret: str
+    body: Any
+
+
+def decide(
+    method: str,
+    path: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    backend: ReceiverBackend,
+    *,
+    max_body_bytes: int,
+) -> Response | CallbackPost:
+    """Everything `handle_request` decides without waiting: the response, or the callback
+    POST for the backend to resolve (only a POST to a callback URL with a JSON body within
+    the limit gets that far). Never raises, like `handle_request`."""
+    try:
+        segments = _path_segments(path)
+        if len(segments) == 3 and segments[0] == "callbacks":
+            _require_method(method, "POST", _CALLBACK_ROUTE)
+            return CallbackPost(segments[1], segments[2], _parse_json(body, max_body_bytes))
+        if segments == ["events"]:
+            _require_method(method, "POST", _EVENTS_ROUTE)
+            _require_token(headers, backend)
+            event = _parse_json(body, max_body_bytes)
+            if not isinstance(event, dict) or not isinstance(event.get("name"), str):
+                raise _Reject(400, _NOT_AN_EVENT)
+            record = backend.send_event(event)
+            return Response(200, {"ok": True, "event": record})
+        if segments == ["health"]:
+            _require_method(method, "GET", _HEALTH_ROUTE)
+            return _OK
+        return error_response(404, _UNKNOWN_PATH)
+    except _Reject as reject:
+        return reject.response
+    except (PayloadError, EventFilterError) as exc:
+        return error_response(400, str(exc))
+    except Exception:
+        return _internal_error(method)
+
+
+async def handle_request(
     method: str,
     path: str,
     headers: Mapping[str, str],
@@ -174,34 +229,21 @@ def handle_request(
     `EventFilterError` is logged (logger ``trigger_nb.receiver``) and becomes a ``500``
     with a generic message.
     """
+    decided = decide(method, path, headers, body, backend, max_body_bytes=max_body_bytes)
+    if isinstance(decided, Response):
+        return decided
     try:
-        segments = _path_segments(path)
-        if len(segments) == 3 and segments[0] == "callbacks":
-            _require_method(method, "POST", _CALLBACK_ROUTE)
-            payload = _parse_json(body, max_body_bytes)
-            outcome = backend.complete_callback(segments[1], segments[2], payload)
-            return _CALLBACK_RESPONSES[outcome]
-        if segments == ["events"]:
-            _require_method(method, "POST", _EVENTS_ROUTE)
-            _require_token(headers, backend)
-            event = _parse_json(body, max_body_bytes)
-            if not isinstance(event, dict) or not isinstance(event.get("name"), str):
-                raise _Reject(400, _NOT_AN_EVENT)
-            record = backend.send_event(event)
-            return Response(200, {"ok": True, "event": record})
-        if segments == ["health"]:
-            _require_method(method, "GET", _HEALTH_ROUTE)
-            return _OK
-        return error_response(404, _UNKNOWN_PATH)
-    except _Reject as reject:
-        return reject.response
-    except (PayloadError, EventFilterError) as exc:
-        return error_response(400, str(exc))
+        outcome = await backend.complete_callback(decided.task_id, decided.secret, decided.body)
+        return _CALLBACK_RESPONSES[outcome]
     except Exception:
-        # Not one of ours: a bug in the backend or here. The client gets a generic message
-        # (the exception text may hold internals); the log gets the traceback.
-        logger.exception("receiver: %s request failed", method)
-        return error_response(500, _INTERNAL_ERROR)
+        return _internal_error(method)
+
+
+def _internal_error(method: str) -> Response:
+    # Not one of ours: a bug in the backend or here. The client gets a generic message (the
+    # exception text may hold internals); the log gets the traceback.
+    logger.exception("receiver: %s request failed", method)
+    return error_response(500, _INTERNAL_ERROR)
 
 
 def render(response: Response) -> tuple[int, tuple[tuple[str, str], ...], bytes]:

@@ -32,7 +32,7 @@ from tornado.http1connection import HTTP1Connection
 from tornado.platform.asyncio import AsyncIOLoop
 
 from .._exceptions import ConfigError
-from ._handling import ReceiverBackend, Response, error_response, handle_request, render
+from ._handling import ReceiverBackend, Response, decide, error_response, handle_request, render
 
 __all__ = ["Receiver"]
 
@@ -99,21 +99,33 @@ class _RequestHandler(tornado.web.RequestHandler):
             # after ours; it then closes the connection, as the body stays unread.
             if isinstance(connection, HTTP1Connection):
                 connection.set_max_body_size(int(declared))
-            self._send(self._handle(bytes(self._max_body_bytes + 1)), close_connection=True)
+            self._send(self._decide(bytes(self._max_body_bytes + 1)), close_connection=True)
 
     def data_received(self, chunk: bytes) -> None:
         room = self._max_body_bytes + 1 - len(self._body)
         if room > 0:
             self._body += chunk[:room]
 
-    def _respond(self, *args: str, **kwargs: str) -> None:
+    async def _respond(self, *args: str, **kwargs: str) -> None:
         if not self._finished:
-            self._send(self._handle(bytes(self._body)))
+            response = await handle_request(
+                self.request.method or "",
+                self.request.path,
+                self.request.headers,
+                bytes(self._body),
+                self._backend,
+                max_body_bytes=self._max_body_bytes,
+            )
+            if not self._finished:  # the client may have gone while the backend worked
+                self._send(response)
 
     get = head = post = delete = patch = put = options = _respond
 
-    def _handle(self, body: bytes) -> Response:
-        return handle_request(
+    def _decide(self, body: bytes) -> Response:
+        """The answer to a request refused before its body is read (these never reach the
+        backend's callback resolution: an oversized body gets 413, a method tornado does not
+        dispatch 404 or 405)."""
+        decided = decide(
             self.request.method or "",
             self.request.path,
             self.request.headers,
@@ -121,6 +133,9 @@ class _RequestHandler(tornado.web.RequestHandler):
             self._backend,
             max_body_bytes=self._max_body_bytes,
         )
+        if isinstance(decided, Response):
+            return decided
+        return error_response(500, "the receiver could not handle this request before its body")
 
     def _send(self, response: Response, *, close_connection: bool = False) -> None:
         status, headers, payload = render(response)
@@ -139,7 +154,7 @@ class _RequestHandler(tornado.web.RequestHandler):
         if status_code == 405:
             # A method outside SUPPORTED_METHODS (TRACE, PROPFIND…): the pure layer still
             # decides, giving 404 for an unknown path or 405 with the route's Allow header.
-            response = self._handle(b"")
+            response = self._decide(b"")
         else:
             response = error_response(
                 status_code,
@@ -225,8 +240,9 @@ class Receiver:
     ``public_url`` replaces ``http://{host}:{port}`` in the URLs handed out, for a receiver
     reached through a proxy or tunnel. Bodies over ``max_body_bytes`` get ``413``.
 
-    Thread-safety: `start` and `stop` may be called from any thread; requests are handled one at
-    a time on the receiver's thread, which is where the backend is called.
+    Thread-safety: `start` and `stop` may be called from any thread; requests are handled on the
+    receiver's thread, which is where the backend is called (several callbacks may await the
+    backend at once).
     """
 
     def __init__(
