@@ -213,15 +213,33 @@ def post_all(
     return statuses, max(ended for _, _, ended in reports) - t0, t0
 
 
-def measure_raw_receiver(n: int, processes: int, timeout: float) -> float:
-    """Callbacks/s of a receiver whose backend only counts (the HTTP ceiling), same clients."""
+def measure_raw_receiver(n: int, processes: int, timeout: float) -> tuple[float, float]:
+    """Callbacks/s of a receiver whose backend only counts (the HTTP ceiling), same clients;
+    and this process's CPU seconds per request meanwhile (the HTTP handling's cost)."""
     backend = CountingBackend()
     with Receiver(backend) as receiver:
         jobs = [(receiver.callback_url(f"task_{k}", "secret"), k) for k in range(n)]
+        cpu = time.process_time()
         statuses, posted, _ = post_all(jobs, processes, timeout)
+        cpu = time.process_time() - cpu
     if statuses.get(200, 0) != n or len(backend.completed) != n:
         print(f"  (raw receiver baseline: statuses {statuses}, counted {len(backend.completed)})")
-    return n / posted
+    return n / posted, cpu / n
+
+
+def thread_cpu_seconds() -> dict[str, float]:
+    """CPU time (user + system) of each live thread of this process, by thread name; empty
+    where ``/proc`` has no per-thread accounting (not Linux)."""
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    times = {}
+    for thread in threading.enumerate():
+        try:
+            with open(f"/proc/self/task/{thread.native_id}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        times[thread.name] = (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+    return times
 
 
 def measure_throughput(
@@ -232,12 +250,14 @@ def measure_throughput(
     setup = time.perf_counter() - started
     watcher = RunWatcher(client, {run_id for run_id, _ in pairs})
     jobs = [(url, k) for k, (_, url) in enumerate(pairs)]
+    cpu_before, process_before = thread_cpu_seconds(), time.process_time()
     try:
         statuses, posted, t0 = post_all(jobs, processes, timeout)
         watcher.all_done.wait(timeout)
     finally:
         watcher.unsubscribe()
-    raw_rate = measure_raw_receiver(n, processes, timeout)
+    cpu_after, process_cpu = thread_cpu_seconds(), time.process_time() - process_before
+    raw_rate, raw_cpu = measure_raw_receiver(n, processes, timeout)
     ok = statuses.get(200, 0)
     rate = n / posted
     succeeded = len(watcher.succeeded)
@@ -247,7 +267,8 @@ def measure_throughput(
         f"receiver with the real engine: {n} callbacks from {processes} client processes in "
         f"{fmt_s(posted)} = {rate:.0f} callbacks/s (target >= 1000/s: {verdict(rate >= 1000)}); "
         f"{ok} x 200{f', others {others}' if others else ''}; = {rate / raw_rate:.2f}x the "
-        f"same receiver with a counting backend ({raw_rate:.0f}/s, same clients)"
+        f"same receiver with a counting backend ({raw_rate:.0f}/s, {fmt_us(raw_cpu)} of CPU per "
+        "request, same clients)"
     )
     all_done = (
         f"all {n} runs SUCCESS {fmt_s(watcher.done_at - t0)} after the first POST"
@@ -258,6 +279,17 @@ def measure_throughput(
         f"  {all_done}; SUCCESS {succeeded}, failed {len(watcher.failed)}, lost {lost} "
         f"({'none lost' if lost == 0 and ok == n else 'LOST CALLBACKS'}); setting up the {n} "
         f"waiting runs took {fmt_s(setup)}"
+    )
+    spent = {name: (cpu_after[name] - cpu_before.get(name, 0.0)) / n for name in cpu_after}
+    by_thread = ", ".join(
+        f"{name.split('-')[1]} {fmt_us(cost)}"
+        for name, cost in sorted(spent.items())
+        if name.startswith("trigger_nb-") and cost >= 1e-5
+    )
+    print(
+        f"  process CPU per callback: {fmt_us(process_cpu / n)}"
+        + (f" (threads: {by_thread})" if by_thread else "")
+        + "; the receiver's thread and the loop's share one interpreter lock"
     )
 
 

@@ -76,6 +76,7 @@ def test_bench_callbacks_prints_its_ratios(tmp_path: Path) -> None:
     assert "callbacks/s (target >= 1000/s" in out and "12 x 200" in out
     assert "x the same receiver with a counting backend" in out
     assert "SUCCESS 12, failed 0, lost 0 (none lost)" in out, out
+    assert "process CPU per callback:" in out and "of CPU per request" in out
     assert "replay io.run_task: 30 in" in out
     assert "replay io.wait: 30 in" in out and "x io.run_task replay" in out
     assert "replay io.logger.info: 30 in" in out or "logger: not available yet" in out
