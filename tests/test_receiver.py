@@ -7,6 +7,7 @@ thread that made it) so tests can check what reached it — and what did not.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hmac
 import json
 import logging
@@ -581,6 +582,38 @@ def test_answers_a_blocking_post_from_the_calling_thread(
         receiver.callback_url("t1", secret), json={"x": 1}, trust_env=False, timeout=5
     )
     assert response.status_code == 200 and backend.task("t1")["output"] == {"x": 1}
+
+
+def test_callbacks_await_the_backend_concurrently() -> None:
+    """The backend's ``complete_callback`` is awaited, not called: callbacks arriving together
+    are all in flight at once (the engine resolves them in one batch). Here the backend answers
+    none until three are waiting: handled one at a time, the first would never be answered."""
+
+    class Gathering(FakeBackend):
+        def __init__(self) -> None:
+            super().__init__()
+            self.waiting = 0
+            self.all_in: asyncio.Event | None = None
+
+        async def complete_callback(self, task_id: str, secret: str, body: Any) -> CallbackOutcome:
+            self.all_in = self.all_in or asyncio.Event()
+            self.waiting += 1
+            if self.waiting == 3:
+                self.all_in.set()
+            await asyncio.wait_for(self.all_in.wait(), 10)
+            return await super().complete_callback(task_id, secret, body)
+
+    backend = Gathering()
+    secrets_ = {task_id: backend.add_task(task_id) for task_id in ("t1", "t2", "t3")}
+    with Receiver(backend) as receiver:
+        def post(task_id: str) -> int:
+            url = receiver.callback_url(task_id, secrets_[task_id])
+            return httpx.post(url, json=task_id, trust_env=False, timeout=10).status_code
+
+        with concurrent.futures.ThreadPoolExecutor(3) as pool:
+            statuses = list(pool.map(post, secrets_))
+    assert statuses == [200, 200, 200]
+    assert [backend.task(task_id)["output"] for task_id in secrets_] == ["t1", "t2", "t3"]
 
 
 def test_port_zero_gives_a_free_port(backend: FakeBackend, client: httpx.Client) -> None:
