@@ -135,7 +135,12 @@ class _RequestHandler(tornado.web.RequestHandler):
         )
         if isinstance(decided, Response):
             return decided
-        return error_response(500, "the receiver could not handle this request before its body")
+        # Unreachable (see above); answered like any internal error rather than assumed away.
+        return error_response(
+            500,
+            "the receiver could not handle this request; the details are in the log of the "
+            "process running the receiver",
+        )
 
     def _send(self, response: Response, *, close_connection: bool = False) -> None:
         status, headers, payload = render(response)
