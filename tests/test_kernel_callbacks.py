@@ -48,6 +48,21 @@ def test_sync_cell_posts_to_its_own_callback_and_restart_keeps_the_path(tmp_path
         text = _ok(kernel.run("output = run.result(timeout=10)\nprint(run.status, output)"))
         assert "SUCCESS {'n': 1}" in text
 
+        # A callback that lands while a `%%job --wait` cell runs the kernel's loop nested: the
+        # loop resolves it there (batched callbacks) and the waiting run resumes.
+        _ok(kernel.run(JOB_CELL.replace("%%job approval --out run", "%%job approval --run third --out third")))
+        _ok(
+            kernel.run(
+                "import threading, time\nreplies = []\n"
+                "def later():\n    time.sleep(0.3)\n"
+                "    replies.append(httpx.post(urls[-1], json={'n': 3}, timeout=10).json())\n"
+                "poster = threading.Thread(target=later); poster.start()"
+            )
+        )
+        _ok(kernel.run('%%job pause --wait\nawait io.wait("w", 1)\nreturn 1'))
+        text = _ok(kernel.run("poster.join(10)\nprint(replies, third.result(timeout=10))"))
+        assert "[{'ok': True}] {'n': 3}" in text
+
         # A second run waits; then the kernel restarts and the same cell is executed again.
         _ok(kernel.run(JOB_CELL.replace("%%job approval", "%%job approval --run second")))
         old_url = _ok(kernel.run("print(urls[-1])")).strip()
