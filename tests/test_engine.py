@@ -579,6 +579,34 @@ def test_a_burst_of_callbacks_from_another_thread_resumes_every_run_once(client:
     assert sorted(executions.values()) == [2] * 40  # the first execution and one resume each
 
 
+def test_the_runner_keeps_nothing_per_run_once_its_work_is_done(client: TriggerClient) -> None:
+    """A long-lived kernel executes, resumes, waits for and cancels many runs: the per-run
+    lock and wake-up event exist only while in use, not one per run ever touched."""
+    urls: list[str] = []
+
+    @define(client)
+    async def job(payload, io, ctx):  # type: ignore[no-untyped-def]
+        await io.wait("pause", 0.05)
+        if payload["callback"]:
+            return await io.run_task("cb", lambda task: urls.append(task.callback_url), callback={})
+        return payload
+
+    finished = [client.invoke_sync("job", {"callback": False, "k": k}) for k in range(5)]
+    for run in finished:
+        run.wait_sync(timeout=10)  # resumed by its timer, awaited through wait_finished
+    called_back = client.invoke_sync("job", {"callback": True})
+    deadline = time.monotonic() + 10
+    while not urls and time.monotonic() < deadline:  # the timer resumes it into its callback
+        time.sleep(0.01)
+    assert httpx.post(urls[0], json={"ok": 1}, timeout=10).json() == {"ok": True}
+    called_back.wait_sync(timeout=10)
+    canceled = client.invoke_sync("job", {"callback": True, "k": "c"})
+    asyncio.run(canceled.cancel())  # from another loop, as a script would
+    assert [run.status for run in finished] == ["SUCCESS"] * 5 and canceled.status == "CANCELED"
+    assert called_back.status == "SUCCESS" and called_back.output == {"ok": 1}
+    assert client._host.call_sync(lambda: (len(client.runner._locks), len(client.runner._changed))) == (0, 0)
+
+
 def test_callbacks_resolved_in_one_batch_answer_as_if_posted_one_by_one(client: TriggerClient) -> None:
     """``complete_callbacks`` (one transaction for what the receiver queued): first POST wins
     inside a batch too, a wrong secret or an unknown id changes nothing, every accepted run

@@ -18,7 +18,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
 
 from .._exceptions import ConfigError, RunBusyError, StoreError, TaskError, TaskOutputError
@@ -34,6 +35,7 @@ from ._heartbeat import LeaseKeeper
 from ._jobs import JobDefinition, make_context
 from ._operations import Operations
 from ._orphans import OrphanFinder, is_orphaned
+from ._per_run import PerRun
 from ._requests import make_due, wants_execution
 from ._resolutions import Resolutions
 from ._states import RUN_FINISHED, RunStatus, TaskStatus, advance_run, advance_task
@@ -68,10 +70,10 @@ class Runner:
         self.host = loop_host
         self.callback_url = callback_url
         self.output_limit = output_limit
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: PerRun[asyncio.Lock] = PerRun(asyncio.Lock)  # one execution per run here
         self._active: dict[str, Execution] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
-        self._changed: dict[str, asyncio.Event] = {}
+        self._changed: PerRun[asyncio.Event] = PerRun(asyncio.Event)  # wakes wait_finished
         self._background: set[asyncio.Task[Any]] = set()
         self._resuming: set[str] = set()  # runs with a resume scheduled but not yet executing
         self._leases = LeaseKeeper(repo)
@@ -106,8 +108,12 @@ class Runner:
         async with self._lock(run_id):
             return await self._execute_locked(run_id, busy_timeout, rerun_changed=rerun_changed)
 
-    def _lock(self, run_id: str) -> asyncio.Lock:
-        return self._locks.setdefault(run_id, asyncio.Lock())
+    @asynccontextmanager
+    async def _lock(self, run_id: str) -> AsyncIterator[None]:
+        """Hold the run's lock: one execution (or cancel) of a run at a time in this process."""
+        with self._locks.use(run_id) as lock:
+            async with lock:
+                yield
 
     async def _execute_locked(
         self, run_id: str, busy_timeout: float | None, *, wanted: Wanted = None, rerun_changed: bool = False
@@ -474,21 +480,21 @@ class Runner:
         """Return the run record once it is finished (polls the store for other processes)."""
         timeout = wait_limit(timeout, "timeout")  # NaN would wait for ever (SPEC §10)
         deadline = None if timeout is None else time.monotonic() + timeout
-        event = self._changed.setdefault(run_id, asyncio.Event())
-        while True:
-            run = self.repo.load_run(run_id)
-            if run is None:
-                raise ConfigError(f"No run {run_id!r} in the store at {self.repo.store.location}.")
-            if run["status"] in RUN_FINISHED:
-                return run
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                raise TimeoutError(run_id)
-            event.clear()
-            try:
-                await asyncio.wait_for(event.wait(), min(0.25, remaining or 0.25))
-            except asyncio.TimeoutError:
-                pass
+        with self._changed.use(run_id) as event:
+            while True:
+                run = self.repo.load_run(run_id)
+                if run is None:
+                    raise ConfigError(f"No run {run_id!r} in the store at {self.repo.store.location}.")
+                if run["status"] in RUN_FINISHED:
+                    return run
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError(run_id)
+                event.clear()
+                try:
+                    await asyncio.wait_for(event.wait(), min(0.25, remaining or 0.25))
+                except asyncio.TimeoutError:
+                    pass
 
     def is_active(self, run_id: str) -> bool:
         return run_id in self._active
