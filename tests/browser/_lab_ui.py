@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 KERNEL_IDLE = """
@@ -112,3 +113,31 @@ def run_cell(page: Any, index: int, source: str | None = None, timeout: float = 
     its text with ``source`` (an edit), and wait until it ran."""
     before = page.evaluate(RUN_ONE, [index, source])
     page.wait_for_function(CELL_DONE, arg=[index, before], timeout=timeout * 1000, polling=100)
+
+
+def open_notebook7(page: Any, lab: Any, name: str) -> None:
+    """Open ``name`` in Notebook 7 (``/notebooks/...``, served by the same server when the
+    ``notebook`` package is installed) and wait until its kernel is really idle."""
+    page.goto(lab.url(f"/notebooks/{name}"))
+    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+    assert page.evaluate(KERNEL_IDLE), "the kernel did not become idle"
+
+
+# -- the task-log widget ---------------------------------------------------------------------
+def log_of(page: Any, job: str) -> Any:
+    """The task-log widget of ``job``'s run (the newest, if several are shown)."""
+    return page.locator(".tnb-log", has=page.locator(".tnb-job", has_text=re.compile(f"^{re.escape(job)}$"))).last
+
+
+def status_of(log: Any) -> Any:
+    return log.locator(".tnb-header .tnb-status")
+
+
+def expect_status(log: Any, status: str, timeout: float = 20) -> None:
+    from playwright.sync_api import expect
+
+    expect(status_of(log)).to_contain_text(status, timeout=timeout * 1000)
+
+
+def run_status(page: Any, job: str) -> str:
+    return kernel(page, f"print(client.runs(job_id={job!r})[0].status)").strip()

@@ -150,6 +150,11 @@ def lab(tmp_path_factory: Any) -> Iterator[Lab]:
     (settings / "notification.jupyterlab-settings").write_text(
         json.dumps({"fetchNews": "false", "checkForUpdates": False})
     )
+    # The same server also serves Notebook 7 (/notebooks/...) when `notebook` is installed;
+    # its page exposes the app to the tests too. Unknown to a server without it: ignored.
+    (config / "jupyter_server_config.json").write_text(
+        json.dumps({"JupyterNotebookApp": {"expose_app_in_browser": True}})
+    )
     env = {
         **os.environ,
         "JUPYTER_CONFIG_DIR": str(config),

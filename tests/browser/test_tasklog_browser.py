@@ -12,31 +12,12 @@ import re
 from typing import Any
 
 import pytest
-from _lab_ui import kernel, open_lab_notebook, run_all, run_cell
+from _lab_ui import expect_status, kernel, log_of, open_lab_notebook, run_all, run_cell, run_status
 from conftest import ARTIFACTS
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(240)]
 
 LOAD = "%load_ext trigger_nb\nimport trigger_nb\nclient = trigger_nb.default_client()"
-
-
-def log_of(page: Any, job: str) -> Any:
-    """The task-log widget of ``job``'s run (the newest, if several are shown)."""
-    return page.locator(".tnb-log", has=page.locator(".tnb-job", has_text=re.compile(f"^{re.escape(job)}$"))).last
-
-
-def status_of(log: Any) -> Any:
-    return log.locator(".tnb-header .tnb-status")
-
-
-def expect_status(log: Any, status: str, timeout: float = 20) -> None:
-    from playwright.sync_api import expect
-
-    expect(status_of(log)).to_contain_text(status, timeout=timeout * 1000)
-
-
-def run_status(page: Any, job: str) -> str:
-    return kernel(page, f"print(client.runs(job_id={job!r})[0].status)").strip()
 
 
 def test_failed_run_fixed_then_retry(lab: Any, page: Any) -> None:
