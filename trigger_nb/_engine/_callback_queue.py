@@ -16,10 +16,11 @@ queue on its own thread. Each call is resolved exactly once, by whichever drain 
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any
+
+from ._handoff import Handoff
 
 Call = tuple[str, str, Any]
 """A callback POST: ``(task_id, secret, body)``."""
@@ -33,46 +34,42 @@ class CallbackQueue:
     """
 
     def __init__(self, host: Any, resolve: Callable[[Sequence[Call]], list[str]]) -> None:
-        self._host = host
         self._resolve = resolve
-        self._pending: list[tuple[Call, Future[str]]] = []
-        self._lock = threading.Lock()
+        self._handoff: Handoff[tuple[Call, Future[str]]] = Handoff(host, self._answer)
 
     def submit(self, task_id: str, secret: str, body: Any) -> Future[str]:
         """Queue one callback; the future gets its outcome (or the exception resolving it)."""
         future: Future[str] = Future()
-        with self._lock:
-            first = not self._pending
-            self._pending.append(((task_id, secret, body), future))
-        if first:  # otherwise a drain is already scheduled and will take this one too
-            try:
-                self._host.call_soon(self.drain)
-            except RuntimeError:
-                pass  # the home loop is closing: the waiting sender drains (see module doc)
+        try:
+            self._handoff.add(((task_id, secret, body), future))
+        except RuntimeError:
+            pass  # the home loop is closing: the waiting sender drains (see module doc)
         return future
 
     def drain(self) -> None:
         """Resolve everything queued so far, here and now (any thread)."""
-        with self._lock:
-            batch, self._pending = self._pending, []
-        if not batch:
-            return
+        self._handoff.drain()
+
+    def _answer(self, batch: list[tuple[Call, Future[str]]]) -> None:
         try:
-            try:
-                outcomes = self._resolve([call for call, _ in batch])
-            except Exception:
-                # The batch rolled back: one call at a time, so one bad call fails only itself.
-                for call, future in batch:
-                    try:
-                        future.set_result(self._resolve([call])[0])
-                    except Exception as exc:
-                        future.set_exception(exc)
-            else:
-                for (_, future), outcome in zip(batch, outcomes, strict=True):
-                    future.set_result(outcome)
+            self._resolve_batch(batch)
         finally:
             # An interrupt (a KeyboardInterrupt on the kernel's loop) must not leave a sender
             # waiting for ever: every call of the batch gets an answer.
             for _, future in batch:
                 if not future.done():
                     future.set_exception(RuntimeError("the callback was not resolved: its batch ended early"))
+
+    def _resolve_batch(self, batch: list[tuple[Call, Future[str]]]) -> None:
+        try:
+            outcomes = self._resolve([call for call, _ in batch])
+        except Exception:
+            # The batch rolled back: one call at a time, so one bad call fails only itself.
+            for call, future in batch:
+                try:
+                    future.set_result(self._resolve([call])[0])
+                except Exception as exc:
+                    future.set_exception(exc)
+            return
+        for (_, future), outcome in zip(batch, outcomes, strict=True):
+            future.set_result(outcome)

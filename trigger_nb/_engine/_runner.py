@@ -82,8 +82,8 @@ class Runner:
         self.orphans = OrphanFinder(repo, jobs, busy=busy, resume=resume)
         #: A test seam (``testing.JobTester``): may replace each task's spec (a mocked output).
         self.intercept_task: Callable[[TaskSpec], TaskSpec] | None = None
-        self._handoff = Handoff(loop_host, self._resume_soon)  # resolved runs, in batches
-        resolutions = Resolutions(repo, bus, jobs, resume=self._handoff.add)
+        resumes: Handoff[str] = Handoff(loop_host, self._resume_all)  # resolved runs, in batches
+        resolutions = Resolutions(repo, bus, jobs, resume=resumes.add)
         #: Complete a WAITING task from outside (operations, events): see `Resolutions`.
         self.resolve_task = resolutions.resolve_task
         self.complete_callback = resolutions.complete_callback
@@ -469,6 +469,10 @@ class Runner:
                     self.repo.save_task(task)
             self._save_run(run)
         return run
+
+    def _resume_all(self, run_ids: list[str]) -> None:
+        for run_id in dict.fromkeys(run_ids):  # a run resolved twice in one batch resumes once
+            self._resume_soon(run_id)
 
     def _resume_soon(self, run_id: str) -> None:
         self._cancel_timer(run_id)
