@@ -57,9 +57,16 @@ async (code) => {
 """
 
 
-def open_notebook(page: Any, lab: Any, name: str) -> None:
-    """Open ``name`` (in the lab's root) and wait until its kernel is really idle."""
-    page.goto(lab.url(f"/lab/tree/{name}") + "&reset")
+#: A notebook's first cell: the extension, and the client the tests ask about runs.
+LOAD = "%load_ext trigger_nb\nimport trigger_nb\nclient = trigger_nb.default_client()"
+
+
+def open_notebook(page: Any, lab: Any, name: str, *, notebook7: bool = False) -> None:
+    """Open ``name`` (in the lab's root) in JupyterLab, or in Notebook 7 (``/notebooks/...``,
+    served by the same server when the ``notebook`` package is installed), and wait until its
+    kernel is really idle."""
+    url = lab.url(f"/notebooks/{name}") if notebook7 else lab.url(f"/lab/tree/{name}") + "&reset"
+    page.goto(url)
     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
     assert page.evaluate(KERNEL_IDLE), "the kernel did not become idle"
 
@@ -113,14 +120,6 @@ def run_cell(page: Any, index: int, source: str | None = None, timeout: float = 
     its text with ``source`` (an edit), and wait until it ran."""
     before = page.evaluate(RUN_ONE, [index, source])
     page.wait_for_function(CELL_DONE, arg=[index, before], timeout=timeout * 1000, polling=100)
-
-
-def open_notebook7(page: Any, lab: Any, name: str) -> None:
-    """Open ``name`` in Notebook 7 (``/notebooks/...``, served by the same server when the
-    ``notebook`` package is installed) and wait until its kernel is really idle."""
-    page.goto(lab.url(f"/notebooks/{name}"))
-    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
-    assert page.evaluate(KERNEL_IDLE), "the kernel did not become idle"
 
 
 # -- the task-log widget ---------------------------------------------------------------------

@@ -13,12 +13,9 @@ import re
 from typing import Any
 
 import pytest
-from _lab_ui import expect_status, kernel, log_of, open_notebook7, run_all
+from _lab_ui import LOAD, expect_status, kernel, log_of, open_notebook, run_all
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(240)]
-
-LOAD = "%load_ext trigger_nb\nimport trigger_nb\nclient = trigger_nb.default_client()"
-
 
 @pytest.fixture
 def notebook7() -> None:
@@ -44,7 +41,7 @@ def test_notebook7_run_all_then_send_the_callback_from_the_task_log(
         'answer = await io.wait_for_request("approve", lambda url: handed_out.append(url), timeout_in_seconds=600)\n'
         "return {'order': order, 'answer': answer}",
     ])
-    open_notebook7(page, lab, "notebook7.ipynb")
+    open_notebook(page, lab, "notebook7.ipynb", notebook7=True)
     assert page.evaluate("window.jupyterapp.name") == "Jupyter Notebook"  # not JupyterLab
     cells = run_all(page)
     assert [cell["errors"] for cell in cells] == [[], [], []], cells

@@ -12,13 +12,19 @@ import re
 from typing import Any
 
 import pytest
-from _lab_ui import expect_status, kernel, log_of, open_lab_notebook, run_all, run_cell, run_status
+from _lab_ui import (
+    LOAD,
+    expect_status,
+    kernel,
+    log_of,
+    open_lab_notebook,
+    run_all,
+    run_cell,
+    run_status,
+)
 from conftest import ARTIFACTS
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(240)]
-
-LOAD = "%load_ext trigger_nb\nimport trigger_nb\nclient = trigger_nb.default_client()"
-
 
 def test_failed_run_fixed_then_retry(lab: Any, page: Any) -> None:
     from playwright.sync_api import expect
