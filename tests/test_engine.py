@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from _support import poll
 
 from trigger_nb import (
     CallbackTimeoutError,
@@ -595,9 +596,7 @@ def test_the_runner_keeps_nothing_per_run_once_its_work_is_done(client: TriggerC
     for run in finished:
         run.wait_sync(timeout=10)  # resumed by its timer, awaited through wait_finished
     called_back = client.invoke_sync("job", {"callback": True})
-    deadline = time.monotonic() + 10
-    while not urls and time.monotonic() < deadline:  # the timer resumes it into its callback
-        time.sleep(0.01)
+    poll(lambda: urls)  # the timer resumes it into its callback task
     assert httpx.post(urls[0], json={"ok": 1}, timeout=10).json() == {"ok": True}
     called_back.wait_sync(timeout=10)
     canceled = client.invoke_sync("job", {"callback": True, "k": "c"})
