@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+from _support import poll
 
 from trigger_nb._exceptions import ConfigError, EventFilterError, PayloadError
 from trigger_nb._receiver import CallbackOutcome, Receiver, Response, handle_request
@@ -614,6 +615,56 @@ def test_callbacks_await_the_backend_concurrently() -> None:
             statuses = list(pool.map(post, secrets_))
     assert statuses == [200, 200, 200]
     assert [backend.task(task_id)["output"] for task_id in secrets_] == ["t1", "t2", "t3"]
+
+
+def test_a_client_gone_while_its_callback_resolves_is_stored_quietly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The sender hangs up while the backend resolves its callback: the callback is still
+    stored (as in v2), nothing is logged, and the receiver goes on serving."""
+
+    class Slow(FakeBackend):
+        def __init__(self) -> None:
+            super().__init__()
+            self.entered = threading.Event()
+            self.release = threading.Event()
+
+        async def complete_callback(self, task_id: str, secret: str, body: Any) -> CallbackOutcome:
+            self.entered.set()
+            while not self.release.is_set():
+                await asyncio.sleep(0.01)
+            return await super().complete_callback(task_id, secret, body)
+
+    backend = Slow()
+    secret = backend.add_task("t1")
+    body = b'{"late": true}'
+    with caplog.at_level(logging.DEBUG), Receiver(backend) as receiver:
+        with socket.create_connection(("127.0.0.1", receiver.port), timeout=10) as sock:
+            sock.sendall(
+                b"POST /callbacks/t1/%s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+                % (secret.encode(), len(body), body)
+            )
+            assert backend.entered.wait(10)
+        backend.release.set()  # the client is gone: its answer has nowhere to go
+        poll(lambda: backend.task("t1")["state"] == "completed")
+        health = httpx.get(f"{receiver.base_url}/health", trust_env=False, timeout=10)
+    assert health.status_code == 200
+    assert backend.task("t1")["output"] == {"late": True}
+    noisy = [r for r in caplog.records if r.levelno >= logging.WARNING or r.name.startswith("tornado")]
+    assert noisy == []
+
+
+def test_http_head_gets_headers_only_and_http_1_0_is_answered(backend: FakeBackend) -> None:
+    with Receiver(backend) as receiver:
+        head = raw_request(
+            receiver.port, b"HEAD /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        old = raw_request(receiver.port, b"GET /health HTTP/1.0\r\n\r\n")
+    status, _, rest = head.partition(b"\r\n")
+    headers, _, body = rest.partition(b"\r\n\r\n")
+    assert status.startswith(b"HTTP/1.1 405 ") and b"Allow: GET" in headers
+    assert b"Content-Length: " in headers and b"Date: " in headers and body == b""
+    assert old.startswith(b"HTTP/1.1 200 ") and old.endswith(b'{"ok": true}')
 
 
 def test_port_zero_gives_a_free_port(backend: FakeBackend, client: httpx.Client) -> None:

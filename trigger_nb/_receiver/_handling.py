@@ -134,7 +134,7 @@ _UNKNOWN_PATH = (
     "no such endpoint: the receiver serves POST /callbacks/{task_id}/{secret}, "
     "POST /events and GET /health"
 )
-_INTERNAL_ERROR = (
+INTERNAL_ERROR = (
     "the receiver failed to handle this request because of an internal error; "
     "the details are in the log of the process running the receiver"
 )
@@ -243,7 +243,7 @@ def _internal_error(method: str) -> Response:
     # Not one of ours: a bug in the backend or here. The client gets a generic message (the
     # exception text may hold internals); the log gets the traceback.
     logger.exception("receiver: %s request failed", method)
-    return error_response(500, _INTERNAL_ERROR)
+    return error_response(500, INTERNAL_ERROR)
 
 
 def render(response: Response) -> tuple[int, tuple[tuple[str, str], ...], bytes]:
@@ -256,7 +256,7 @@ def render(response: Response) -> tuple[int, tuple[tuple[str, str], ...], bytes]
         payload = json.dumps(response.body, ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError):
         logger.exception("receiver: a %d response body is not JSON", response.status)
-        return render(error_response(500, _INTERNAL_ERROR))
+        return render(error_response(500, INTERNAL_ERROR))
     headers = (("Content-Type", "application/json; charset=utf-8"), *response.headers)
     return response.status, headers, payload.encode("utf-8")
 
