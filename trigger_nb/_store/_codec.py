@@ -5,10 +5,14 @@ and a record holding it could not be read back (SPEC §10) — values are valida
 give them, this is the last line.
 
 Task records are decoded with orjson when it is available (about 5x faster than the stdlib on
-the replay hot path, SPEC §13). orjson refuses integers beyond 64 bits (a user's params may hold
-one) and turns large ones into floats, so such a record falls back to the stdlib, and user values
-that must stay exact (outputs) are kept inside task records as JSON *text* and decoded with the
-stdlib; run records (payloads) always use the stdlib.
+the replay hot path, SPEC §13), and records are encoded with it (about 10x faster: a new task's
+first execution writes three) when that is exact: orjson writes NaN and infinities as ``null``
+without a word, so text holding ``null`` is encoded again by the strict stdlib encoder.
+
+orjson refuses integers beyond 64 bits (a user's params may hold one) and turns large ones into
+floats when decoding, so such a record falls back to the stdlib, and user values that must stay
+exact (outputs) are kept inside task records as JSON *text* and decoded with the stdlib; run
+records (payloads) are always decoded with the stdlib.
 """
 
 from __future__ import annotations
@@ -24,6 +28,14 @@ _dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
 def encode_record(key: str, value: Any) -> str:
     """``value`` as compact JSON text; :class:`StoreError` if it holds NaN or an infinity."""
+    if _fast_dumps is not None:
+        try:
+            data = _fast_dumps(value)
+        except TypeError:  # an integer beyond 64 bits, a key that is not a str: the stdlib
+            pass
+        else:
+            if b"null" not in data:  # so no NaN or infinity became null
+                return data.decode()
     try:
         return _dumps(value)
     except ValueError as exc:
@@ -46,7 +58,9 @@ try:
     import orjson
 except ImportError:  # pragma: no cover - orjson is a dependency; the stdlib still works
     loads_record: Callable[[str], Any] = loads_exact
+    _fast_dumps: Callable[[Any], bytes] | None = None
 else:
+    _fast_dumps = orjson.dumps
 
     def loads_record(text: str) -> Any:
         try:
