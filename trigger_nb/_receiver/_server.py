@@ -9,7 +9,7 @@ loop must not be the kernel's, or it would wait for the cell.
 
 Why tornado's HTTP layer (``HTTPServer`` with a message delegate) and not its web framework:
 routing and answers are the pure layer's job, so ``tornado.web`` only added work — measured,
-~45% of the receiver's CPU per request (SPEC §13: 1,000 callbacks/s).
+15-20% of the receiver's CPU per request (SPEC §13: 1,000 callbacks/s).
 
 Why the body is streamed (the delegate gets it chunk by chunk): an oversized body must get a
 proper ``413``. tornado's own limit answers a too-long body by dropping the connection, and it
@@ -137,7 +137,7 @@ class _Request(tornado.httputil.HTTPMessageDelegate):
                 self._backend,
                 max_body_bytes=self._max_body_bytes,
             )
-        except BaseException:  # handle_request never raises: a bug, or the loop is closing
+        except Exception:  # handle_request never raises: this is a bug
             logger.exception("receiver: unexpected error in the server")
             response = error_response(500, INTERNAL_ERROR)
         self._send(response)
@@ -186,8 +186,7 @@ class _Request(tornado.httputil.HTTPMessageDelegate):
 
 
 class _Requests(tornado.httputil.HTTPServerConnectionDelegate):
-    """A `_Request` for every request on every connection (tornado's HTTP layer, without the
-    web framework: ~45% less CPU per request, SPEC §13)."""
+    """A `_Request` for every request on every connection."""
 
     def __init__(self, backend: ReceiverBackend, max_body_bytes: int) -> None:
         self._backend = backend
