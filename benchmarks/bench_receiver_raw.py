@@ -1,4 +1,4 @@
-"""Raw receiver throughput (SPEC §13: the receiver sustains ≥ 500 callbacks/s).
+"""Raw receiver throughput (SPEC §13: the receiver sustains ≥ 1,000 callbacks/s).
 
 Starts a `Receiver` on 127.0.0.1 with an in-memory backend that only counts callbacks — so the
 number measures HTTP handling, not the engine — and POSTs N callbacks from T client threads,
