@@ -30,7 +30,7 @@ import json
 import re
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from .._engine import (
     RUN_FINISHED,
@@ -259,6 +259,22 @@ def _runs_of_siblings(siblings: list[dict[str, Any]]) -> Iterable[list[dict[str,
         yield current
 
 
+class _Facts(NamedTuple):
+    """What a task row and its group's row both show: ``then`` when from an earlier
+    execution's journal (``status`` … ``error`` as they were then), else from the record."""
+
+    status: str
+    outcome: str | None
+    attempts: int
+    error: dict[str, Any] | None
+    replayed: bool
+    changed: bool
+    ms: float | None
+    start: float | None
+    end: float | None
+    then: bool
+
+
 class _Builder:
     def __init__(
         self,
@@ -306,13 +322,15 @@ class _Builder:
 
     def _group(self, members: list[dict[str, Any]], depth: int) -> None:
         group_id = f"g:{members[0]['id']}"
-        rows = [self._row(task, depth + 1) for task in members]
+        # Every member counts in the group's row; only those listed get a row of their own
+        # (a collapsed group of 5,000 lists a handful: SPEC §13, the log's cost per render).
+        facts = [self._facts(task) for task in members]
         counts: dict[str, int] = {}
-        for row in rows:
-            counts[row["status"]] = counts.get(row["status"], 0) + 1
-        starts = [r["start"] for r in rows if r["start"] is not None]
-        ends = [r["end"] for r in rows if r["end"] is not None]
-        attempts = [r["attempts"] for r in rows]
+        for fact in facts:
+            counts[fact.status] = counts.get(fact.status, 0) + 1
+        starts = [f.start for f in facts if f.start is not None]
+        ends = [f.end for f in facts if f.end is not None]
+        attempts = [f.attempts for f in facts]
         is_open = group_id in self.open_groups
         limit = GROUP_PAGE * self.group_pages.get(group_id, 1) if is_open else 0
         self.rows.append(
@@ -325,20 +343,21 @@ class _Builder:
                 "count": len(members),
                 "counts": counts,
                 "status": _group_status(counts),
-                "replayed": sum(1 for r in rows if r["replayed"]),
-                "code_changed": sum(1 for r in rows if r["code_changed"]),
+                "replayed": sum(1 for f in facts if f.replayed),
+                "code_changed": sum(1 for f in facts if f.changed),
                 "attempts": [min(attempts), max(attempts)],
-                "ms": sum(r["ms"] or 0 for r in rows),
+                "ms": sum(f.ms or 0 for f in facts),
                 "start": min(starts) if starts else None,
                 "end": max(ends) if ends else None,
                 "open": is_open,
             }
         )
         listed = 0
-        for task, row in zip(members, rows, strict=True):
+        for task, fact in zip(members, facts, strict=True):
             # Collapsed, a group still lists the members that need attention (SPEC §8).
-            if listed < limit or row["status"] != TaskStatus.COMPLETED:
+            if listed < limit or fact.status != TaskStatus.COMPLETED:
                 listed += 1
+                row = self._row(task, depth + 1, fact)
                 row["group"] = group_id
                 self.rows.append(row)
                 kids = self.children.get(task["id"])
@@ -352,15 +371,13 @@ class _Builder:
                  "hidden": hidden, "next": min(hidden, GROUP_PAGE)}
             )
 
-    def _row(self, task: dict[str, Any], depth: int) -> dict[str, Any]:
+    def _facts(self, task: dict[str, Any]) -> _Facts:
         entry = self.history.get(task["id"]) if self.history is not None else None
         if entry is not None:
             outcome: str | None = entry[1]
             status = OUTCOME_STATUS.get(entry[1], task["status"])
             attempts = entry[2]
             error = error_then(entry)
-            wait = None
-            controls: list[str] = []
             replayed = outcome == "replayed"
             changed = bool(code_changed_ids([entry]))  # in that execution, as it was then
         else:
@@ -368,8 +385,6 @@ class _Builder:
             status = task["status"]
             attempts = task.get("attempts", 1)
             error = task.get("error") if status in (TaskStatus.ERRORED, TaskStatus.WAITING) else None
-            wait = _wait_view(task, self.children.get(task["id"], []))
-            controls = _task_controls(task, self.run["status"], wait)
             replayed = (
                 outcome == "replayed"
                 if outcome is not None
@@ -377,6 +392,27 @@ class _Builder:
             )
             changed = task["id"] in self.changed
         ms = _duration(task, self.now)
+        return _Facts(
+            status=status,
+            outcome=outcome,
+            attempts=attempts,
+            error=error,
+            replayed=replayed,
+            changed=changed,
+            ms=None if ms is None else round(ms * 1000, 1),
+            start=task.get("started_at"),
+            end=task.get("completed_at") if status != TaskStatus.WAITING else None,
+            then=entry is not None,
+        )
+
+    def _row(self, task: dict[str, Any], depth: int, facts: _Facts | None = None) -> dict[str, Any]:
+        fact = self._facts(task) if facts is None else facts
+        if fact.then:  # an earlier execution, as it was: nothing to wait for or click
+            wait = None
+            controls: list[str] = []
+        else:
+            wait = _wait_view(task, self.children.get(task["id"], []))
+            controls = _task_controls(task, self.run["status"], wait)
         row: dict[str, Any] = {
             "type": "task",
             "id": task["id"],
@@ -385,22 +421,22 @@ class _Builder:
             "key": str(task.get("display_key", "")),
             "icon": task.get("icon"),
             "kind": task.get("kind", "task"),
-            "status": status,
-            "outcome": outcome,
-            "attempts": attempts,
+            "status": fact.status,
+            "outcome": fact.outcome,
+            "attempts": fact.attempts,
             "noop": bool(task.get("noop")),
-            "replayed": replayed,
-            "code_changed": changed,
-            "ms": None if ms is None else round(ms * 1000, 1),
-            "start": task.get("started_at"),
-            "end": task.get("completed_at") if status != TaskStatus.WAITING else None,
+            "replayed": fact.replayed,
+            "code_changed": fact.changed,
+            "ms": fact.ms,
+            "start": fact.start,
+            "end": fact.end,
             "wait": wait,
-            "error": _error_view(error),
+            "error": _error_view(fact.error),
             "controls": controls,
             "resolved_by": task.get("resolved_by"),
         }
         if task["id"] in self.expanded:
-            row["detail"] = _detail(task, show_output=status == TaskStatus.COMPLETED)
+            row["detail"] = _detail(task, show_output=fact.status == TaskStatus.COMPLETED)
         return row
 
 
