@@ -405,8 +405,9 @@ class _Builder:
             then=entry is not None,
         )
 
-    def _row(self, task: dict[str, Any], depth: int, facts: _Facts | None = None) -> dict[str, Any]:
-        fact = self._facts(task) if facts is None else facts
+    def _row(self, task: dict[str, Any], depth: int, fact: _Facts | None = None) -> dict[str, Any]:
+        if fact is None:
+            fact = self._facts(task)
         if fact.then:  # an earlier execution, as it was: nothing to wait for or click
             wait = None
             controls: list[str] = []
