@@ -11,6 +11,7 @@ import concurrent.futures
 import hmac
 import json
 import logging
+import re
 import secrets
 import socket
 import threading
@@ -652,6 +653,24 @@ def test_a_client_gone_while_its_callback_resolves_is_stored_quietly(
     assert backend.task("t1")["output"] == {"late": True}
     noisy = [r for r in caplog.records if r.levelno >= logging.WARNING or r.name.startswith("tornado")]
     assert noisy == []
+
+
+def test_http_pipelined_requests_are_answered_in_order(backend: FakeBackend) -> None:
+    secrets_ = {task_id: backend.add_task(task_id) for task_id in ("t1", "t2")}
+
+    def post(task_id: str) -> bytes:
+        body = json.dumps({"id": task_id}).encode()
+        return b"POST /callbacks/%s/%s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (
+            task_id.encode(), secrets_[task_id].encode(), len(body), body
+        )
+
+    with Receiver(backend) as receiver:
+        answer = raw_request(
+            receiver.port,
+            post("t1") + post("t2") + b"GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+    assert re.findall(rb"HTTP/1\.1 (\d{3}) ", answer) == [b"200", b"200", b"404"]
+    assert [backend.task(t)["output"] for t in ("t1", "t2")] == [{"id": "t1"}, {"id": "t2"}]
 
 
 def test_http_head_gets_headers_only_and_http_1_0_is_answered(backend: FakeBackend) -> None:
