@@ -16,8 +16,9 @@ from _support import poll
 from test_changed_code import NEW_DOUBLE, Job, by_key
 
 from trigger_nb import TriggerClient, redact_string
+from trigger_nb._notebook._rows import GROUP_MIN, user_frames
 from trigger_nb._notebook._static import render_run_html, render_run_text
-from trigger_nb._notebook._viewmodel import GROUP_MIN, run_view, user_frames
+from trigger_nb._notebook._viewmodel import run_view
 from trigger_nb._notebook._widget import WIDGET_MIME, TaskLog
 
 
@@ -190,9 +191,9 @@ def test_sibling_groups_collapse_and_keep_failures_visible(client: TriggerClient
 def test_an_open_group_lists_a_page_then_more_on_request(
     client: TriggerClient, log_factory: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from trigger_nb._notebook import _viewmodel
+    from trigger_nb._notebook import _rows
 
-    monkeypatch.setattr(_viewmodel, "GROUP_PAGE", 100)  # pages of 100: the same code, a smaller run
+    monkeypatch.setattr(_rows, "GROUP_PAGE", 100)  # pages of 100: the same code, a smaller run
 
     @client.define_job(id="many")
     async def many(payload: Any, io: Any, ctx: Any) -> Any:
