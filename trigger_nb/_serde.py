@@ -234,10 +234,11 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"Object of type {_type_name(obj)} is not JSON serializable")
 
 
-def _dumps(value: Any) -> str:
-    # ensure_ascii (the default) keeps `data` pure ASCII: its len() is its size in bytes, and a
-    # lone surrogate in a string cannot make the store's UTF-8 encoding fail later.
-    return json.dumps(value, default=_json_default, allow_nan=False, separators=(",", ":"))
+# ensure_ascii (the default) keeps `data` pure ASCII: its len() is its size in bytes, and a
+# lone surrogate in a string cannot make the store's UTF-8 encoding fail later. One encoder for
+# every call (as json.dumps keeps one for its defaults): building it costs as much as encoding
+# a small output, once per task.
+_dumps = json.JSONEncoder(default=_json_default, allow_nan=False, separators=(",", ":")).encode
 
 
 def _dumps_after_failure(value: Any) -> str:
