@@ -5,8 +5,8 @@ and a record holding it could not be read back (SPEC §10) — values are valida
 give them, this is the last line.
 
 Task records are decoded with orjson when it is available (about 5x faster than the stdlib on
-the replay hot path, SPEC §13), and records are encoded with it (about 10x faster: a new task's
-first execution writes three) when that is exact: orjson writes NaN and infinities as ``null``
+the replay hot path, SPEC §13), and records are encoded with it (about 10x faster; every task
+write encodes its record) when that is exact: orjson writes NaN and infinities as ``null``
 without a word, so text holding ``null`` is encoded again by the strict stdlib encoder.
 
 orjson refuses integers beyond 64 bits (a user's params may hold one) and turns large ones into
