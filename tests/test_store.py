@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import subprocess
@@ -33,6 +34,19 @@ def test_put_get_delete_roundtrip(store) -> None:  # type: ignore[no-untyped-def
     assert store.delete("run/a") is True
     assert store.delete("run/a") is False
     assert store.get("run/a") is None
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_a_record_holding_a_number_that_is_not_finite_is_refused_and_nothing_changes(
+    store, bad: float  # type: ignore[no-untyped-def]
+) -> None:
+    """Every store encodes records with `_codec.encode_record`: NaN and infinities are refused
+    (they are not JSON, and a record holding one could not be replayed), the old record stays."""
+    store.put("run/a", {"x": 1})
+    for put in (store.put, store.put_new):
+        with pytest.raises(StoreError, match="not finite"):
+            put("run/a", {"x": bad, "y": None})
+    assert store.get("run/a") == {"x": 1}
 
 
 def test_scan_returns_exactly_the_prefix_in_one_read(store) -> None:  # type: ignore[no-untyped-def]

@@ -44,11 +44,9 @@ from typing import Any, TypeVar
 from .._config import mask_url
 from .._exceptions import StoreError
 from ._base import Store
+from ._codec import encode_record
 from ._pg_connect import RIGHTS, Pool, conninfo, explain, import_psycopg
 from ._pg_listen import KEEPALIVES, Listener
-
-# One encoder for every record: json.dumps(separators=...) would build a new one per call.
-_encode = json.JSONEncoder(separators=(",", ":")).encode
 
 T = TypeVar("T")
 
@@ -238,7 +236,7 @@ class PostgresStore(Store):
         return [(key, decode(value)) for key, value in self._call(read)]
 
     def put(self, key: str, value: Any) -> None:
-        data = _encode(value)
+        data = encode_record(key, value)  # NaN refused, as by every store
         self._call(
             lambda conn, _: conn.execute(
                 f"INSERT INTO {TABLE} (key, value) VALUES (%s, %s)"
