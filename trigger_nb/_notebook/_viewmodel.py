@@ -125,7 +125,7 @@ def run_view(
 
     ``execution``: the number of an earlier execution to show as it was then (``None`` or the
     latest: the current records). ``open_groups``/``expanded``: group and task ids the user
-    opened; ``group_pages``: group id -> pages of GROUP_PAGE members an open group lists
+    opened; ``group_pages``: group id -> pages of ``_rows.GROUP_PAGE`` members an open group lists
     (default 1; a ``"more"`` row under the group offers the next page).
     """
     now = time.time() if now is None else now
