@@ -758,3 +758,88 @@ def test_300_sequential_keep_alive_posts_all_reach_the_backend(
     assert statuses == [200] * 300
     assert len(backend.calls_to("complete_callback")) == 300
     assert all(backend.task(f"t{i}")["output"] == {"i": i} for i in range(300))
+
+
+# -- slow clients: bounded time to send headers and body (receiver/_deadlines.py) -------------
+@pytest.fixture
+def short_limits(monkeypatch: pytest.MonkeyPatch) -> float:
+    """Headers and body limits of 0.4 s, looked at every 0.05 s; returns the limit."""
+    from trigger_nb._receiver import _deadlines, _server
+
+    monkeypatch.setattr(_server, "_IDLE_CONNECTION_TIMEOUT_S", 0.4)
+    monkeypatch.setattr(_server, "_BODY_TIMEOUT_S", 0.4)
+    monkeypatch.setattr(_deadlines, "SWEEP_S", 0.05)
+    return 0.4
+
+
+def closed_after(sock: socket.socket, limit: float) -> tuple[bytes, float]:
+    """Read until the server closes ``sock``; (what was read, seconds it took)."""
+    sock.settimeout(limit * 10)
+    started, data = time.monotonic(), b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data, time.monotonic() - started
+
+
+def test_a_connection_that_sends_nothing_is_closed_after_the_idle_limit(
+    backend: FakeBackend, short_limits: float
+) -> None:
+    with Receiver(backend) as receiver, socket.create_connection(("127.0.0.1", receiver.port)) as sock:
+        data, took = closed_after(sock, short_limits)
+    assert data == b"" and short_limits * 0.9 <= took < short_limits * 5
+
+
+def test_a_body_that_stops_arriving_is_cut_and_never_reaches_the_backend(
+    backend: FakeBackend, short_limits: float, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = backend.add_task("t1")
+    caplog.set_level(logging.INFO, logger="trigger_nb.receiver")
+    with Receiver(backend) as receiver, socket.create_connection(("127.0.0.1", receiver.port)) as sock:
+        sock.sendall(
+            b"POST /callbacks/t1/%s HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"a\": "
+            % secret.encode()
+        )
+        data, took = closed_after(sock, short_limits)
+        # The server goes on: the next client is answered.
+        assert raw_request(receiver.port, b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").startswith(
+            b"HTTP/1.1 200 "
+        )
+    assert data == b"" and short_limits * 0.9 <= took < short_limits * 5
+    assert backend.calls_to("complete_callback") == [] and backend.task("t1")["state"] == "waiting"
+    assert any(
+        "body of a POST request did not arrive within 0.4 s" in r.getMessage()
+        for r in caplog.records
+    )
+    assert secret not in caplog.text  # the log names the request, not its secret
+
+
+def test_partial_headers_are_cut_after_the_idle_limit(backend: FakeBackend, short_limits: float) -> None:
+    with Receiver(backend) as receiver, socket.create_connection(("127.0.0.1", receiver.port)) as sock:
+        sock.sendall(b"POST /callbacks/t1/s HTTP/1.1\r\nHost: x\r\n")  # no blank line: never ends
+        data, took = closed_after(sock, short_limits)
+    assert data == b"" and short_limits * 0.9 <= took < short_limits * 5
+    assert backend.calls == []
+
+
+def test_slow_clients_within_the_limits_are_answered_on_one_connection(
+    backend: FakeBackend, short_limits: float
+) -> None:
+    """Each limit runs per request: a kept-alive connection used now and then, and a body sent
+    in pieces, both take longer in all than one limit and must not be cut."""
+    secrets_ = {task_id: backend.add_task(task_id) for task_id in ("t1", "t2", "t3")}
+    pause = short_limits / 2
+    with Receiver(backend) as receiver, socket.create_connection(("127.0.0.1", receiver.port)) as sock:
+        sock.settimeout(5)
+        for task_id in secrets_:
+            time.sleep(pause)  # idle between requests
+            sock.sendall(
+                b"POST /callbacks/%s/%s HTTP/1.1\r\nHost: x\r\nContent-Length: 12\r\n\r\n{\"id\": "
+                % (task_id.encode(), secrets_[task_id].encode())
+            )
+            time.sleep(pause)  # a body in two pieces
+            sock.sendall(b'"%s"}' % task_id.encode())
+            answer = b""
+            while not answer.endswith(b"}") and (chunk := sock.recv(65536)):
+                answer += chunk
+            assert answer.startswith(b"HTTP/1.1 200 "), answer
+    assert [backend.task(t)["output"] for t in secrets_] == [{"id": t} for t in secrets_]

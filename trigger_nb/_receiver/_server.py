@@ -36,6 +36,7 @@ from tornado.http1connection import HTTP1Connection
 from tornado.platform.asyncio import AsyncIOLoop
 
 from .._exceptions import ConfigError
+from ._deadlines import Deadlines
 from ._handling import (
     INTERNAL_ERROR,
     ReceiverBackend,
@@ -54,7 +55,7 @@ logger = logging.getLogger("trigger_nb.receiver")
 # A body that announces more than this is answered at once and its connection closed.
 _DISCARD_BYTES = 64 * 1024 * 1024
 # Bounded timeouts (STYLE habit 4): a stalled upload or an idle keep-alive connection must not
-# hold a socket forever.
+# hold a socket forever (enforced by `Deadlines`, not by tornado: see _deadlines.py).
 # Request line + headers: over _MAX_HEADER_BYTES the answer is 431. tornado reads up to
 # _READ_HEADER_BYTES before its own limit drops the connection without an answer, so the
 # client of a merely too-big header (a huge cookie, a runaway proxy) is told what is wrong.
@@ -71,11 +72,17 @@ class _Request(tornado.httputil.HTTPMessageDelegate):
     to `handle_request`; or answers at once a request refused before its body is read."""
 
     def __init__(
-        self, connection: HTTP1Connection, backend: ReceiverBackend, max_body_bytes: int
+        self,
+        connection: HTTP1Connection,
+        backend: ReceiverBackend,
+        max_body_bytes: int,
+        deadlines: Deadlines,
     ) -> None:
         self._connection = connection
         self._backend = backend
         self._max_body_bytes = max_body_bytes
+        self._deadlines = deadlines
+        deadlines.watch(self, _IDLE_CONNECTION_TIMEOUT_S)  # until its headers are in
         self._method = ""
         self._path = ""
         self._headers = tornado.httputil.HTTPHeaders()
@@ -89,6 +96,7 @@ class _Request(tornado.httputil.HTTPMessageDelegate):
         headers: tornado.httputil.HTTPHeaders,
     ) -> None:
         assert isinstance(start_line, tornado.httputil.RequestStartLine)  # a server's delegate
+        self._deadlines.watch(self, _BODY_TIMEOUT_S)  # until its body is in
         self._method, uri = start_line.method, start_line.path
         self._path = uri.partition("?")[0]
         self._headers = headers
@@ -125,6 +133,7 @@ class _Request(tornado.httputil.HTTPMessageDelegate):
 
     def finish(self) -> None:
         # The whole body is in (tornado calls this only when no answer was written yet).
+        self._deadlines.forget(self)
         self._responding = asyncio.get_running_loop().create_task(self._respond())
 
     async def _respond(self) -> None:
@@ -182,21 +191,36 @@ class _Request(tornado.httputil.HTTPMessageDelegate):
         self._connection.finish()
 
     def on_connection_close(self) -> None:
+        self._deadlines.forget(self)
         self._answered = True  # nothing more to write: the client is gone
+
+    def stalled(self) -> None:
+        """Its headers or its body did not arrive in time: close the connection."""
+        if self._method:  # the headers were in: a client stopped sending its body
+            logger.info(  # not the path: a callback's holds its secret
+                "receiver: closed a connection: the body of a %s request did not arrive within %s s",
+                self._method,
+                _BODY_TIMEOUT_S,
+            )
+        self._answered = True
+        self._connection.close()  # tornado then tells on_connection_close
 
 
 class _Requests(tornado.httputil.HTTPServerConnectionDelegate):
     """A `_Request` for every request on every connection."""
 
-    def __init__(self, backend: ReceiverBackend, max_body_bytes: int) -> None:
+    def __init__(self, backend: ReceiverBackend, max_body_bytes: int, deadlines: Deadlines) -> None:
         self._backend = backend
         self._max_body_bytes = max_body_bytes
+        self._deadlines = deadlines
 
     def start_request(
         self, server_conn: object, request_conn: tornado.httputil.HTTPConnection
     ) -> tornado.httputil.HTTPMessageDelegate:
+        # tornado calls this when it starts reading a request: on a new connection, and on a
+        # kept-alive one once the previous answer is written.
         assert isinstance(request_conn, HTTP1Connection)  # HTTPServer speaks HTTP/1.x
-        return _Request(request_conn, self._backend, self._max_body_bytes)
+        return _Request(request_conn, self._backend, self._max_body_bytes, self._deadlines)
 
 
 class _ServerThread(threading.Thread):
@@ -236,12 +260,14 @@ class _ServerThread(threading.Thread):
                 sock.close()
 
     async def _serve(self, io_loop: AsyncIOLoop) -> None:
+        deadlines = Deadlines()
         server = tornado.httpserver.HTTPServer(
-            _Requests(self._backend, self._max_body_bytes),
-            body_timeout=_BODY_TIMEOUT_S,
+            _Requests(self._backend, self._max_body_bytes, deadlines),
             max_header_size=_READ_HEADER_BYTES,
-            idle_connection_timeout=_IDLE_CONNECTION_TIMEOUT_S,
         )
+        # No body timeout is given above, and none for the headers here (HTTPServer makes one
+        # of an hour when given none): `deadlines` enforces both, at a fraction of the cost.
+        server.conn_params.header_timeout = None
         server.add_sockets(self._sockets)
         self._stop_requested = stop_requested = asyncio.Event()
         self._io_loop = io_loop
@@ -249,6 +275,7 @@ class _ServerThread(threading.Thread):
         try:
             await stop_requested.wait()
         finally:
+            deadlines.close()
             server.stop()  # closes the listening sockets
             await asyncio.wait_for(server.close_all_connections(), _STOP_TIMEOUT_S)
 
