@@ -111,6 +111,73 @@ def test_put_replaces_small_and_file_backed_values_as_cache_set_does(tmp_path: P
     cache.close()
 
 
+def test_bookkeeping_records_share_the_store_contract(store) -> None:  # type: ignore[no-untyped-def]
+    """Markers and index entries (which the diskcache store keeps in a table of their own)
+    read, write, scan, list and delete like any record, beside the others."""
+    store.put_new("exec/r1", {})
+    store.put("idx/status/WAITING/r1", {"job_id": "j", "wake_at": None})
+    store.put("idx/status/WAITING/r1", {"job_id": "j", "wake_at": 5.0})  # replaced
+    store.put("run/r1", {"id": "r1"})
+    assert store.get("idx/status/WAITING/r1") == {"job_id": "j", "wake_at": 5.0}
+    assert store.scan("idx/status/WAITING/") == [("idx/status/WAITING/r1", {"job_id": "j", "wake_at": 5.0})]
+    assert sorted(store.keys("")) == ["exec/r1", "idx/status/WAITING/r1", "run/r1"]
+    assert sorted(key for key, _ in store.scan("")) == ["exec/r1", "idx/status/WAITING/r1", "run/r1"]
+    assert store.keys("i") == ["idx/status/WAITING/r1"]
+    with store.transaction():
+        assert store.delete("exec/r1") is True
+    assert store.delete("exec/r1") is False and store.get("exec/r1") is None
+    assert store.delete_prefix("idx/") == 1 and store.keys("") == ["run/r1"]
+
+
+def test_bookkeeping_records_live_beside_diskcaches_table(tmp_path: Path) -> None:
+    """Pins where DiskcacheStore keeps markers and index entries: not in diskcache's table
+    (whose count, size and indexes they would cost a write each), and a guarded task write
+    checks the fence there."""
+    store = DiskcacheStore(tmp_path / "s")
+    store.put_new("fence/r1", {"holder": "h", "fence": 1})
+    store.put_new("wake/r1", {"at": 1.0})
+    assert store.put_fenced("task/r1/k", {"v": 1}, guard_key="fence/r1", guard={"holder": "h", "fence": 1}, new=True)
+    assert not store.put_fenced("task/r1/k", {"v": 2}, guard_key="fence/r1", guard={"holder": "h", "fence": 0})
+    assert store.get("task/r1/k") == {"v": 1}
+    with pytest.raises(ValueError, match="bookkeeping key"):
+        store.put_blob("exec/r1", b"x")
+    store.close()
+    cache = diskcache.Cache(str(tmp_path / "s"))
+    assert list(cache) == ["task/r1/k"] and len(cache) == 1
+    cache.close()
+
+
+def test_bookkeeping_records_of_an_earlier_version_are_moved_on_open(tmp_path: Path) -> None:
+    """A store written before the bookkeeping table existed had its markers and index entries
+    in diskcache's table: opening it moves them over, once, and the repository finds them."""
+    cache = diskcache.Cache(str(tmp_path / "s"))
+    old = {
+        "run/r1": '{"id":"r1","job_id":"j","status":"WAITING","wake_at":null}',
+        "exec/r2": "{}",
+        "fence/r2": '{"holder":"h","fence":3}',
+        "wake/r1": '{"at":1.0}',
+        "idx/job/j/r1": "{}",
+        "idx/status/WAITING/r1": '{"job_id":"j","wake_at":null}',
+        "meta/run-index": '{"version":1}',
+    }
+    for key, text in old.items():
+        cache.set(key, text)
+    cache.close()
+    store = DiskcacheStore(tmp_path / "s")
+    repo = Repository(store)
+    assert repo.waiting_runs() == [("r1", "j", None)]
+    assert repo.pending_wakes() == ["r1"] and repo.executing_runs() == ["r2"]
+    assert [run["id"] for run in repo.list_runs(job_id="j")] == ["r1"]
+    assert store.get("fence/r2") == {"holder": "h", "fence": 3}
+    store.close()
+    cache = diskcache.Cache(str(tmp_path / "s"))
+    assert sorted(cache) == ["meta/run-index", "run/r1"]  # the rest moved
+    cache.close()
+    reopened = DiskcacheStore(tmp_path / "s")  # nothing left to move: the same records
+    assert sorted(reopened.keys("")) == sorted(old)
+    reopened.close()
+
+
 def test_blobs_and_prefix_delete(store) -> None:  # type: ignore[no-untyped-def]
     store.put_blob("blob/r/k", b"\x00\x01" * 100_000)
     store.put("task/r/k", {"a": 1})
