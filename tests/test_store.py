@@ -159,6 +159,7 @@ def test_bookkeeping_records_of_an_earlier_version_are_moved_on_open(tmp_path: P
         "idx/job/j/r1": "{}",
         "idx/status/WAITING/r1": '{"job_id":"j","wake_at":null}',
         "meta/run-index": '{"version":1}',
+        "cb/task_1": '{"run_id":"r1","idempotency_key":"k","job_id":"j"}',
     }
     for key, text in old.items():
         cache.set(key, text)
@@ -169,6 +170,7 @@ def test_bookkeeping_records_of_an_earlier_version_are_moved_on_open(tmp_path: P
     assert repo.pending_wakes() == ["r1"] and repo.executing_runs() == ["r2"]
     assert [run["id"] for run in repo.list_runs(job_id="j")] == ["r1"]
     assert store.get("fence/r2") == {"holder": "h", "fence": 3}
+    assert repo.callback_ref("task_1") == {"run_id": "r1", "idempotency_key": "k", "job_id": "j"}
     store.close()
     cache = diskcache.Cache(str(tmp_path / "s"))
     assert sorted(cache) == ["meta/run-index", "run/r1"]  # the rest moved

@@ -14,6 +14,9 @@ Layout (all values JSON records unless noted)::
     idx/status/{status}/{run_id}     run index by status: {"job_id", "wake_at"} (not EXECUTING)
     meta/run-index                   {"version": 1} once every run is in the indexes
 
+``cb/``, ``exec/``, ``fence/``, ``idx/`` and ``wake/`` are the bookkeeping records
+(``BOOKKEEPING_PREFIXES``: a backend may store them apart, where they cost less to write).
+
 The run indexes make store-wide questions ("the runs of job X", "the WAITING runs to schedule")
 cost what they return, not what the store holds (SPEC §13). :meth:`Repository.save_run` keeps
 them in the same transaction as the run record; readers still check each record they load, so
