@@ -7,7 +7,10 @@ give them, this is the last line.
 Task records are decoded with orjson when it is available (about 5x faster than the stdlib on
 the replay hot path, SPEC §13), and records are encoded with it (about 10x faster; every task
 write encodes its record) when that is exact: orjson writes NaN and infinities as ``null``
-without a word, so text holding ``null`` is encoded again by the strict stdlib encoder.
+without a word, so text holding ``null`` must decode back to a record equal to the value (a NaN
+or an infinity would have come back as ``None``, which equals neither); else the strict stdlib
+encoder has the last word. A run record holds several ``null``: the round trip costs ~3 µs
+against ~9 µs for the stdlib, and runs are saved twice per execution.
 
 orjson refuses integers beyond 64 bits (a user's params may hold one) and turns large ones into
 floats when decoding, so such a record falls back to the stdlib, and user values that must stay
@@ -34,7 +37,7 @@ def encode_record(key: str, value: Any) -> str:
         except TypeError:  # an integer beyond 64 bits, a key that is not a str: the stdlib
             pass
         else:
-            if b"null" not in data:  # so no NaN or infinity became null
+            if b"null" not in data or _fast_loads(data) == value:  # no NaN or inf became null
                 return data.decode()
     try:
         return _dumps(value)
@@ -61,6 +64,7 @@ except ImportError:  # pragma: no cover - orjson is a dependency; the stdlib sti
     _fast_dumps: Callable[[Any], bytes] | None = None
 else:
     _fast_dumps = orjson.dumps
+    _fast_loads = orjson.loads
 
     def loads_record(text: str) -> Any:
         try:
