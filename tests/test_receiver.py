@@ -843,3 +843,27 @@ def test_slow_clients_within_the_limits_are_answered_on_one_connection(
                 answer += chunk
             assert answer.startswith(b"HTTP/1.1 200 "), answer
     assert [backend.task(t)["output"] for t in secrets_] == [{"id": t} for t in secrets_]
+
+
+def test_kept_alive_connections_closed_by_their_clients_are_not_held(
+    backend: FakeBackend, short_limits: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """tornado tells no delegate when a client closes a kept-alive connection between requests:
+    the sweep drops such a connection's watch, so a sender that opens a connection per POST
+    does not pile up watched requests for the whole idle limit."""
+    from trigger_nb._receiver import _deadlines, _server
+
+    made: list[_deadlines.Deadlines] = []
+
+    class Recorded(_deadlines.Deadlines):
+        def __init__(self) -> None:
+            super().__init__()
+            made.append(self)
+
+    monkeypatch.setattr(_server, "_IDLE_CONNECTION_TIMEOUT_S", 60.0)  # far: only "gone" drops
+    monkeypatch.setattr(_server, "Deadlines", Recorded)
+    with Receiver(backend) as receiver:
+        for _ in range(20):
+            with httpx.Client(trust_env=False, timeout=5.0) as http:  # keep-alive, then closed
+                assert http.get(receiver.base_url + "/health").status_code == 200
+        poll(lambda: len(made[0]._due) == 0, timeout=5)  # closed connections are dropped

@@ -24,10 +24,15 @@ class Watched(Protocol):
     def stalled(self) -> None:
         """The time limit passed: close the connection."""
 
+    def gone(self) -> bool:
+        """Its connection is closed (a client may close a kept-alive connection while it is
+        watched for its next request's headers, and tornado tells no delegate of that)."""
+
 
 class Deadlines:
     """``watch(request, seconds)`` starts (or restarts) ``request``'s limit; ``forget`` ends it;
-    past the limit, ``request.stalled()`` is called, once."""
+    past the limit, ``request.stalled()`` is called, once. A request whose connection is gone
+    is dropped at the next sweep (so at most a second's worth of closed ones are held)."""
 
     def __init__(self) -> None:
         self._due: dict[Watched, float] = {}
@@ -51,9 +56,10 @@ class Deadlines:
     def _cut_overdue(self) -> None:
         self._sweep = None
         now = time.monotonic()
-        overdue = [request for request, due in self._due.items() if due <= now]
-        for request in overdue:
+        ended = [request for request, due in self._due.items() if due <= now or request.gone()]
+        for request in ended:
             del self._due[request]
-            request.stalled()
+            if not request.gone():
+                request.stalled()
         if self._due:
             self._sweep = asyncio.get_running_loop().call_later(SWEEP_S, self._cut_overdue)

@@ -194,6 +194,10 @@ class _Request(tornado.httputil.HTTPMessageDelegate):
         self._deadlines.forget(self)
         self._answered = True  # nothing more to write: the client is gone
 
+    def gone(self) -> bool:
+        stream = self._connection.stream
+        return stream is None or stream.closed()
+
     def stalled(self) -> None:
         """Its headers or its body did not arrive in time: close the connection."""
         if self._method:  # the headers were in: a client stopped sending its body
