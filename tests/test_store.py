@@ -418,3 +418,85 @@ def test_a_lease_held_elsewhere_expires_only_with_time(store) -> None:  # type: 
     with pytest.raises(RunBusyError, match="another-host"):
         Repository(store).acquire_lease("r")
 
+
+
+# -- WAL checkpoints in a thread of the store's own (_store/_checkpoints.py) -----------------
+def _checkpointer_thread(store: DiskcacheStore):  # type: ignore[no-untyped-def]
+    return store._checkpointer._thread
+
+
+def test_the_stores_connections_leave_checkpoints_to_its_thread(tmp_path: Path) -> None:
+    """Every connection the store makes (one per thread) has SQLite's automatic checkpoint off,
+    and the fast path is diskcache's per-thread connection (pinned: `_Cache._con`)."""
+    import threading
+
+    store = DiskcacheStore(tmp_path / "s")
+    seen = []
+
+    def probe() -> None:
+        store.put("run/x", {"t": threading.get_ident()})
+        seen.append(store._cache._sql("PRAGMA wal_autocheckpoint").fetchone()[0])
+        assert store._cache._con is store._cache._local.con
+
+    probe()
+    other = threading.Thread(target=probe)
+    other.start()
+    other.join()
+    assert seen == [0, 0]
+    assert _checkpointer_thread(store).is_alive()
+    store.close()
+    assert not _checkpointer_thread(store).is_alive()
+
+
+def test_the_database_file_alone_holds_the_writes_soon_after_they_stop(tmp_path: Path) -> None:
+    """The background checkpoints copy the WAL into the database: a copy of ``cache.db`` made
+    without its ``-wal`` has every record within a few checkpoint intervals."""
+    import shutil
+    import sqlite3
+
+    store = DiskcacheStore(tmp_path / "s")
+    for i in range(2000):
+        store.put_new(f"task/r/{i}", {"i": i})
+
+    def records_in_the_database_file() -> int:
+        shutil.copy(tmp_path / "s" / "cache.db", tmp_path / "copy.db")  # not the WAL
+        with sqlite3.connect(tmp_path / "copy.db") as copy:
+            return int(copy.execute("SELECT count(*) FROM Cache WHERE key LIKE 'task/r/%'").fetchone()[0])
+
+    deadline = time.monotonic() + 10
+    while records_in_the_database_file() < 2000:
+        assert time.monotonic() < deadline, "the WAL was not checkpointed"
+        time.sleep(0.05)
+    store.close()
+
+
+def test_a_store_dropped_without_close_stops_its_thread(tmp_path: Path) -> None:
+    import gc
+
+    store = DiskcacheStore(tmp_path / "s")
+    thread = _checkpointer_thread(store)
+    del store
+    gc.collect()
+    thread.join(timeout=5)
+    assert not thread.is_alive()
+
+
+def test_a_forked_child_that_writes_checkpoints_on_its_own(tmp_path: Path) -> None:
+    import multiprocessing
+
+    store = DiskcacheStore(tmp_path / "s")
+    store.put("run/parent", {"v": 1})
+    context = multiprocessing.get_context("fork")
+    child = context.Process(target=_child_writes, args=(store,))
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == 0
+    assert store.get("run/child") == {"v": 2}
+    store.close()
+
+
+def _child_writes(store: DiskcacheStore) -> None:
+    store.put("run/child", {"v": 2})
+    ok = store._checkpointer.pid == os.getpid() and _checkpointer_thread(store).is_alive()
+    store.close()
+    os._exit(0 if ok else 3)

@@ -36,6 +36,7 @@ import diskcache
 
 from .._exceptions import StoreError
 from ._base import BOOKKEEPING_PREFIXES, Store
+from ._checkpoints import Checkpointer
 from ._codec import encode_record
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -220,6 +221,27 @@ class _PrivateDisk(diskcache.Disk):
         raise AssertionError("unreachable")
 
 
+class _Cache(diskcache.Cache):
+    """diskcache's ``Cache`` whose connections leave WAL checkpoints to a `Checkpointer`: each
+    new connection (a new thread, a forked process) gets ``wal_autocheckpoint=0`` and calls
+    ``connected()``. The fast path is diskcache's own: the thread's connection, made by this
+    process (pinned by tests/test_store.py)."""
+
+    def connected(self) -> None:
+        """Called after each new connection (the store replaces it)."""
+
+    @property
+    def _con(self) -> sqlite3.Connection:
+        local = self._local
+        con: sqlite3.Connection | None = getattr(local, "con", None)
+        if con is not None and getattr(local, "pid", None) == os.getpid():
+            return con
+        con = super()._con
+        con.execute("PRAGMA wal_autocheckpoint=0")
+        self.connected()
+        return con
+
+
 def database_exists(directory: str | os.PathLike[str]) -> bool:
     """Does ``directory`` hold a diskcache database (a store some process created)?"""
     return os.path.isfile(os.path.join(os.fspath(directory), diskcache.core.DBNAME))
@@ -242,7 +264,7 @@ class DiskcacheStore(Store):
             raise StoreError(f"The trigger_nb store at {path!r} is not writable. {_REMEDY}.")
         try:
             _make_private(path, created=created)
-            self._cache = diskcache.Cache(
+            self._cache = _Cache(
                 path,
                 disk=_PrivateDisk,
                 eviction_policy="none",
@@ -266,6 +288,14 @@ class DiskcacheStore(Store):
         self._write_lock = threading.RLock()
         self._in_transaction = threading.local()  # .depth: this thread's open transactions
         self._open_bookkeeping()
+        self._database = os.path.join(path, diskcache.core.DBNAME)
+        self._checkpointer = Checkpointer(self._database, owner=self)
+        self._cache.connected = self._connected  # type: ignore[method-assign]
+
+    def _connected(self) -> None:
+        # A forked child's first connection: the parent's checkpointing thread is not here.
+        if self._checkpointer.pid != os.getpid():
+            self._checkpointer = Checkpointer(self._database, owner=self)
 
     @_store_errors
     def _open_bookkeeping(self) -> None:
@@ -447,4 +477,5 @@ class DiskcacheStore(Store):
             raise _explain(self.location, exc) from exc
 
     def close(self) -> None:
+        self._checkpointer.stop()
         self._cache.close()
