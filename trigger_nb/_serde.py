@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as _dt
 import functools
 import json
+import json.scanner
 import math
 import os
 import pickle
@@ -269,6 +270,20 @@ def _check_size(size: int, limit: int, encoding: str, cache_key: str) -> None:
 
 # json.loads of these returns an equal object: skip the decode for the commonest small outputs.
 _ROUND_TRIP_SAFE = (str, int, bool, type(None))
+# What JSONDecoder.decode calls (typeshed types make_scanner's argument oddly).
+_scan_once = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
+
+
+def loads_json(text: str) -> Any:
+    """``json.loads(text)``, faster for the compact text ``encode_output`` writes: the decoder's
+    C scanner called directly (``json.loads``'s own wrapping costs twice what decoding a small
+    output does: 1.3 against 0.4 µs, once per replayed task). Text with whitespace around the
+    value, or that is not JSON, goes to ``json.loads``, which decides."""
+    try:
+        value, end = _scan_once(text, 0)
+    except StopIteration:
+        return json.loads(text)
+    return value if end == len(text) else json.loads(text)
 
 
 def encode_output(
@@ -306,7 +321,7 @@ def encode_output(
     _check_size(len(data), limit, "json", cache_key)
     if type(value) in _ROUND_TRIP_SAFE:
         return EncodedOutput("json", data, value)
-    return EncodedOutput("json", data, json.loads(data))
+    return EncodedOutput("json", data, loads_json(data))
 
 
 def encode_large_string(
@@ -360,7 +375,7 @@ def decode_output(encoding: str, data: str | bytes | None) -> Any:
     if data is None:
         return None
     if encoding == "json":
-        return json.loads(data)
+        return loads_json(data) if isinstance(data, str) else json.loads(data)
     if encoding == "pickle":
         if isinstance(data, str):
             raise StoreError("A pickled task output was stored as text: the store is corrupt.")

@@ -22,6 +22,7 @@ from trigger_nb._serde import (
     error_record,
     json_tree,
     jsonable_for_display,
+    loads_json,
 )
 
 
@@ -331,3 +332,18 @@ def test_error_record_keeps_chained_exceptions() -> None:
     assert "KeyError: 'missing'" in stack
     assert "direct cause" in stack
     assert stack.endswith("ValueError: outer\n")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{"ok":true,"n":1}', "[1,2.5,null]", '"x"', "123456789012345678901234567890", " 1 ", '{"a": [ 1 ] }\n'],
+)
+def test_loads_json_decodes_as_json_loads_does(text: str) -> None:
+    assert loads_json(text) == json.loads(text)
+    assert type(loads_json(text)) is type(json.loads(text))  # a big int stays an int
+
+
+@pytest.mark.parametrize("text", ["", "{", "1 2", "nul", "[1,]"])
+def test_loads_json_refuses_what_json_loads_refuses(text: str) -> None:
+    with pytest.raises(json.JSONDecodeError):
+        loads_json(text)

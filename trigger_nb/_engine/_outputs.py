@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .._serde import encode_large_string, encode_output
+from .._serde import encode_large_string, encode_output, loads_json
 
 #: Outputs whose JSON is at least this long (characters = bytes: the JSON text is ASCII), or
 #: str outputs this long, are stored in the blob instead of inside the task record.
@@ -63,7 +63,7 @@ def stored_output(repo: Any, record: dict[str, Any]) -> Any:
         data = repo.load_blob(record)
         return None if data is None else json.loads(data)
     text = record.get("output_json")
-    return None if text is None else json.loads(text)
+    return None if text is None else loads_json(text)
 
 
 def _ascii_chunks(text: str) -> Iterator[bytes]:

@@ -17,6 +17,10 @@ triggers (diskcache's count and size) — measured ~14 µs a write there against
 (SPEC §13: 1,000 callbacks/s). A store written by an earlier version, which kept them in
 diskcache's table, has them moved over when it is opened; every process sharing a store must
 therefore run a version that knows the table.
+
+WAL checkpoints are left to a thread of the store's own (``_checkpoints.py``): ``_Cache``
+overrides diskcache's per-thread connection property to turn SQLite's automatic checkpoint off on
+each new connection — the second deliberate reach, pinned by the same tests.
 """
 
 from __future__ import annotations
