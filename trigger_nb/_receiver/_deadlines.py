@@ -56,10 +56,11 @@ class Deadlines:
     def _cut_overdue(self) -> None:
         self._sweep = None
         now = time.monotonic()
-        ended = [request for request, due in self._due.items() if due <= now or request.gone()]
-        for request in ended:
-            del self._due[request]
-            if not request.gone():
+        for request, due in list(self._due.items()):
+            if request.gone():
+                del self._due[request]
+            elif due <= now:
+                del self._due[request]
                 request.stalled()
         if self._due:
             self._sweep = asyncio.get_running_loop().call_later(SWEEP_S, self._cut_overdue)

@@ -72,6 +72,7 @@ _GET_MARK = f"SELECT value FROM {_MARKS} WHERE key = ?"
 _PUT_MARK = f"INSERT OR REPLACE INTO {_MARKS} (key, value) VALUES (?, ?)"
 _DELETE_MARK = f"DELETE FROM {_MARKS} WHERE key = ?"
 _SCAN_MARKS = f"SELECT key, value FROM {_MARKS} WHERE key >= ? AND key < ? ORDER BY key"
+_KEYS_MARKS = f"SELECT key FROM {_MARKS} WHERE key >= ? AND key < ?"
 # Bookkeeping records that an earlier version stored in diskcache's table.
 _OLD_MARKS = "SELECT key FROM Cache WHERE raw = 1 AND (" + " OR ".join(
     "(key >= ? AND key < ?)" for _ in BOOKKEEPING_PREFIXES
@@ -450,9 +451,7 @@ class DiskcacheStore(Store):
             ).fetchall()
             keys = [row[0] for row in rows]
         if _may_hold_bookkeeping(prefix):
-            rows = self._cache._sql(
-                f"SELECT key FROM {_MARKS} WHERE key >= ? AND key < ?", (prefix, _end(prefix))
-            ).fetchall()
+            rows = self._cache._sql(_KEYS_MARKS, (prefix, _end(prefix))).fetchall()
             keys.extend(row[0] for row in rows)
         return keys
 
