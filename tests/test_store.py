@@ -111,6 +111,38 @@ def test_put_replaces_small_and_file_backed_values_as_cache_set_does(tmp_path: P
     cache.close()
 
 
+def test_put_over_a_row_with_an_expiry_writes_what_cache_set_writes(tmp_path: Path) -> None:
+    """The in-place UPDATE only replaces rows without an expiry (it leaves the expiry index
+    alone); a row some other writer gave one takes Cache.set, which clears it."""
+    cache = diskcache.Cache(str(tmp_path / "s"))
+    cache.set("run/a", '{"v":1}', expire=3600)
+    cache.close()
+    store = DiskcacheStore(tmp_path / "s")
+    store.put("run/a", {"v": 2})
+    assert store.get("run/a") == {"v": 2}
+    store.close()
+    cache = diskcache.Cache(str(tmp_path / "s"))
+    assert cache._sql("SELECT expire_time, mode, filename FROM Cache WHERE key = 'run/a'").fetchall() == [
+        (None, 1, None)
+    ]
+    cache.close()
+
+
+def test_replacing_a_record_leaves_the_expiry_index_alone(tmp_path: Path) -> None:
+    """Pins the UPDATE's SET: it must not name expire_time, or SQLite rewrites the expiry
+    index's entry (one more page in every commit's WAL frames)."""
+    store = DiskcacheStore(tmp_path / "s")
+    store.put("run/a", {"v": 1})
+    statements: list[str] = []
+    store._cache._con.set_trace_callback(statements.append)
+    store.put("run/a", {"v": 2})
+    store._cache._con.set_trace_callback(None)
+    assert store.get("run/a") == {"v": 2}
+    update = next(s for s in statements if s.startswith("UPDATE Cache"))
+    assert "expire_time =" not in update.split("WHERE")[0]
+    store.close()
+
+
 def test_bookkeeping_records_share_the_store_contract(store) -> None:  # type: ignore[no-untyped-def]
     """Markers and index entries (which the diskcache store keeps in a table of their own)
     read, write, scan, list and delete like any record, beside the others."""

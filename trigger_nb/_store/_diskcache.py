@@ -47,10 +47,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 # The row Cache.set writes for a str key and a small str value: raw key, no expiry, no tag,
 # mode 1 (diskcache.core.MODE_RAW), value inline. Pinned by tests/test_store.py.
+# The UPDATE leaves expire_time out of its SET (and requires it NULL, as every row written here
+# has it): SQLite rewrites the entry of every index whose column a SET names, even to the same
+# value, and the expiry index's page would be one more page in each commit's WAL frames.
 _UPDATE_RAW = (
-    "UPDATE Cache SET store_time = ?, expire_time = NULL, access_time = ?, access_count = 0,"
+    "UPDATE Cache SET store_time = ?, access_time = ?, access_count = 0,"
     " tag = NULL, size = 0, mode = 1, filename = NULL, value = ?"
-    " WHERE key = ? AND raw = 1 AND filename IS NULL"
+    " WHERE key = ? AND raw = 1 AND filename IS NULL AND expire_time IS NULL"
 )
 _INSERT_RAW = (
     "INSERT INTO Cache(key, raw, store_time, expire_time, access_time, access_count, tag, size,"
