@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import Callable
-from concurrent.futures import Future
 from typing import Any
 
 from .._store import Store
@@ -47,15 +46,16 @@ class EngineBackend:
     """What the HTTP receiver does with callbacks and events. Collaborators, handed over by the
     composition root: ``store`` (where the events token lives); ``submit_callback(task_id,
     secret, body)`` (``Runner.callbacks.submit``: queues the callback for the home loop and
-    returns a ``concurrent.futures.Future`` of ``"accepted"``, ``"already"``, ``"not_found"`` or
-    ``"timed_out"``) and ``drain_callbacks()`` (resolves what is queued, on the calling thread);
+    returns a future, of the calling coroutine's loop, of ``"accepted"``, ``"already"``,
+    ``"not_found"`` or ``"timed_out"``) and ``drain_callbacks()`` (resolves what is queued, on
+    the calling thread);
     ``send_event(event)`` (stores and delivers it)."""
 
     def __init__(
         self,
         store: Store,
         *,
-        submit_callback: Callable[[str, str, Any], Future[str]],
+        submit_callback: Callable[[str, str, Any], asyncio.Future[str]],
         drain_callbacks: Callable[[], None],
         send_event: Callable[[dict[str, Any]], dict[str, Any]],
     ) -> None:
@@ -65,13 +65,19 @@ class EngineBackend:
         self._send_event = send_event
 
     async def complete_callback(self, task_id: str, secret: str, body: Any) -> CallbackOutcome:
-        answer = asyncio.wrap_future(self._submit_callback(task_id, secret, body))
-        done, _ = await asyncio.wait({answer}, timeout=LOOP_GRACE_S)
-        if not done:
-            # The home loop did not get to it: a cell is running synchronous code on the
-            # kernel's loop. Resolve here, so that the sender gets its answer now (SPEC §9).
+        answer = self._submit_callback(task_id, secret, body)
+        # If the home loop has not answered within the grace time, a cell is running
+        # synchronous code on the kernel's loop: resolve here, so that the sender gets its
+        # answer now (SPEC §9). A timer, not asyncio.wait: this runs for every callback.
+        timer = asyncio.get_running_loop().call_later(LOOP_GRACE_S, self._drain_unless_answered, answer)
+        try:
+            return _OUTCOMES[await answer]
+        finally:
+            timer.cancel()
+
+    def _drain_unless_answered(self, answer: asyncio.Future[str]) -> None:
+        if not answer.done():
             self._drain_callbacks()
-        return _OUTCOMES[await answer]
 
     def send_event(self, event: dict[str, Any]) -> dict[str, Any]:
         return self._send_event(event)
