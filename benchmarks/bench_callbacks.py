@@ -3,7 +3,7 @@
 SPEC §13: a callback POST resumes its run in <= 50 ms on loopback (median); the receiver
 sustains >= 1,000 callbacks/s. Also: replaying ``io.wait`` and ``io.logger.info`` costs the same
 order of magnitude as replaying ``io.run_task``. Everything runs against a real
-``TriggerClient(dir=tmp)`` with its real tornado receiver on 127.0.0.1; medians and ratios are
+``TriggerClient(dir=tmp)`` with its real receiver on 127.0.0.1; medians and ratios are
 printed, nothing is asserted about absolute times.
 
 1. latency: a job whose only task is a callback task; invoke it (it suspends WAITING), POST

@@ -84,7 +84,7 @@ _mods1, _threads1 = set(sys.modules), threading.active_count()
 _t0 = time.perf_counter()
 get_ipython().run_line_magic("load_ext", "trigger_nb")
 _t_load = time.perf_counter() - _t0
-_heavy = ("diskcache", "httpx", "tornado", "ipywidgets")
+_heavy = ("diskcache", "httpx", "httptools", "ipywidgets")
 print(json.dumps({
     "import_s": _t_import,
     "load_ext_s": _t_load,

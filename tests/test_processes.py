@@ -277,7 +277,7 @@ def test_import_in_a_clean_interpreter_starts_no_thread_and_nothing_heavy() -> N
         "import json, sys, threading\n"
         "before = threading.active_count()\n"
         "import trigger_nb\n"
-        "heavy = ['diskcache', 'httpx', 'tornado', 'ipywidgets', 'IPython', 'nest_asyncio', 'nest_asyncio2']\n"
+        "heavy = ['diskcache', 'httpx', 'httptools', 'tornado', 'ipywidgets', 'IPython', 'nest_asyncio', 'nest_asyncio2']\n"
         "print(json.dumps({'threads': threading.active_count() - before,\n"
         "                  'heavy': [m for m in heavy if m in sys.modules]}))\n"
     )

@@ -478,7 +478,7 @@ def test_http_get_on_a_callback_is_405(
     assert backend.calls == []
 
 
-def test_http_a_method_tornado_does_not_dispatch_still_gets_a_json_answer(
+def test_http_any_method_gets_a_json_answer(
     receiver: Receiver, client: httpx.Client
 ) -> None:
     trace = client.request("TRACE", f"{receiver.base_url}/health")
@@ -547,14 +547,15 @@ def test_http_a_100_kb_header_is_431_and_a_normal_big_one_passes(
     assert fine.status_code == 200
 
 
-def test_http_tornado_stays_quiet(
+def test_http_the_server_stays_quiet(
     receiver: Receiver, client: httpx.Client, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.DEBUG, logger="tornado"):
+    with caplog.at_level(logging.DEBUG):
         client.get(f"{receiver.base_url}/health")
         client.get(f"{receiver.base_url}/nope")
         client.post(f"{receiver.base_url}/events", json={})
-    assert [r for r in caplog.records if r.name.startswith("tornado")] == []
+        raw_request(receiver.port, b"NOT HTTP\r\n\r\n")
+    assert [r for r in caplog.records if r.name.startswith(("asyncio", "trigger_nb")) and r.levelno >= logging.INFO] == []
 
 
 def test_answers_while_the_calling_thread_sleeps(receiver: Receiver, backend: FakeBackend) -> None:
@@ -651,7 +652,7 @@ def test_a_client_gone_while_its_callback_resolves_is_stored_quietly(
         health = httpx.get(f"{receiver.base_url}/health", trust_env=False, timeout=10)
     assert health.status_code == 200
     assert backend.task("t1")["output"] == {"late": True}
-    noisy = [r for r in caplog.records if r.levelno >= logging.WARNING or r.name.startswith("tornado")]
+    noisy = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert noisy == []
 
 
@@ -684,6 +685,106 @@ def test_http_head_gets_headers_only_and_http_1_0_is_answered(backend: FakeBacke
     assert status.startswith(b"HTTP/1.1 405 ") and b"Allow: GET" in headers
     assert b"Content-Length: " in headers and b"Date: " in headers and body == b""
     assert old.startswith(b"HTTP/1.1 200 ") and old.endswith(b'{"ok": true}')
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [b"NOT HTTP\r\n\r\n", b"GET /health HTTP/9.9\r\n\r\n", b"GET /health HTTP/1.1\r\nHost x\r\n\r\n"],
+)
+def test_http_a_request_that_is_not_http_gets_400_and_a_close(
+    receiver: Receiver, backend: FakeBackend, garbage: bytes
+) -> None:
+    answer = raw_request(receiver.port, garbage + b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    status, _, rest = answer.partition(b"\r\n")
+    assert status.startswith(b"HTTP/1.1 400 ") and b"Connection: close" in rest
+    assert b"not valid HTTP" in rest
+    assert len(re.findall(rb"HTTP/1\.1 \d{3} ", answer)) == 1  # nothing after it is read
+    assert backend.calls == []
+    health = raw_request(receiver.port, b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert health.startswith(b"HTTP/1.1 200 ")  # the server goes on
+
+
+def test_http_a_head_that_never_ends_is_431_without_being_read_to_its_end(
+    receiver: Receiver, backend: FakeBackend
+) -> None:
+    with socket.create_connection(("127.0.0.1", receiver.port), timeout=10) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nX-Endless: ")
+        sent, answer = 0, b""
+        try:
+            while sent < 8 * 1024 * 1024:  # the server answers after its 1 MiB
+                sock.sendall(b"a" * 65536)
+                sent += 65536
+        except OSError:  # the server closed the connection: the rest is not read
+            pass
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 431 ") and b"Connection: close" in answer
+    assert sent < 8 * 1024 * 1024 and backend.calls == []
+
+
+def test_http_expect_100_continue_is_answered_before_the_body(
+    receiver: Receiver, backend: FakeBackend
+) -> None:
+    secret = backend.add_task("t1")
+    body = b'{"after": "continue"}'
+    with socket.create_connection(("127.0.0.1", receiver.port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /callbacks/t1/%s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n"
+            b"Expect: 100-continue\r\n\r\n" % (secret.encode(), len(body))
+        )
+        assert sock.recv(65536) == b"HTTP/1.1 100 Continue\r\n\r\n"  # the body is not sent yet
+        sock.sendall(body)
+        answer = b""
+        while not answer.endswith(b"}") and (chunk := sock.recv(65536)):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert backend.task("t1")["output"] == {"after": "continue"}
+
+
+def test_http_an_upgrade_request_is_answered_then_closed(receiver: Receiver) -> None:
+    answer = raw_request(
+        receiver.port,
+        b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+        b"\x81\x05hello",  # a websocket frame: not spoken here
+    )
+    assert answer.startswith(b"HTTP/1.1 200 ") and len(re.findall(rb"HTTP/1\.1 \d{3} ", answer)) == 1
+
+
+def test_http_many_pipelined_requests_are_all_answered_in_order(
+    receiver: Receiver, backend: FakeBackend
+) -> None:
+    """More requests at once than a connection reads ahead of its answers: reading pauses
+    and resumes, and every one is answered, in order."""
+    secrets_ = {f"t{i}": backend.add_task(f"t{i}") for i in range(40)}
+    requests = b"".join(
+        b"POST /callbacks/%s/%s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%d"
+        % (task_id.encode(), secret.encode(), len(str(i)), i)
+        for i, (task_id, secret) in enumerate(secrets_.items())
+    )
+    answer = raw_request(receiver.port, requests + b"GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert re.findall(rb"HTTP/1\.1 (\d{3}) ", answer) == [b"200"] * 40 + [b"404"]
+    assert [backend.task(f"t{i}")["output"] for i in range(40)] == list(range(40))
+
+
+def test_http_an_endless_chunked_body_is_413_once_past_what_is_read_to_discard(
+    backend: FakeBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trigger_nb._receiver import _connection
+
+    monkeypatch.setattr(_connection, "_DISCARD_BYTES", 4096)
+    with Receiver(backend, max_body_bytes=64) as receiver:
+        with socket.create_connection(("127.0.0.1", receiver.port), timeout=10) as sock:
+            sock.sendall(b"POST /callbacks/t1/s HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+            answer = b""
+            try:
+                for _ in range(1000):  # 1 MB, far past 64 + 4096 bytes
+                    sock.sendall(b"%x\r\n%s\r\n" % (1000, b"x" * 1000))
+            except OSError:
+                pass
+            while chunk := sock.recv(65536):
+                answer += chunk
+    assert answer.startswith(b"HTTP/1.1 413 ") and b"Connection: close" in answer
+    assert backend.calls == []
 
 
 def test_port_zero_gives_a_free_port(backend: FakeBackend, client: httpx.Client) -> None:
@@ -764,10 +865,10 @@ def test_300_sequential_keep_alive_posts_all_reach_the_backend(
 @pytest.fixture
 def short_limits(monkeypatch: pytest.MonkeyPatch) -> float:
     """Headers and body limits of 0.4 s, looked at every 0.05 s; returns the limit."""
-    from trigger_nb._receiver import _deadlines, _server
+    from trigger_nb._receiver import _connection, _deadlines
 
-    monkeypatch.setattr(_server, "_IDLE_CONNECTION_TIMEOUT_S", 0.4)
-    monkeypatch.setattr(_server, "_BODY_TIMEOUT_S", 0.4)
+    monkeypatch.setattr(_connection, "_IDLE_CONNECTION_TIMEOUT_S", 0.4)
+    monkeypatch.setattr(_connection, "_BODY_TIMEOUT_S", 0.4)
     monkeypatch.setattr(_deadlines, "SWEEP_S", 0.05)
     return 0.4
 
@@ -848,10 +949,10 @@ def test_slow_clients_within_the_limits_are_answered_on_one_connection(
 def test_kept_alive_connections_closed_by_their_clients_are_not_held(
     backend: FakeBackend, short_limits: float, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """tornado tells no delegate when a client closes a kept-alive connection between requests:
-    the sweep drops such a connection's watch, so a sender that opens a connection per POST
-    does not pile up watched requests for the whole idle limit."""
-    from trigger_nb._receiver import _deadlines, _server
+    """A client that closes a kept-alive connection between requests leaves no watch behind:
+    a sender that opens a connection per POST does not pile up watched connections for the
+    whole idle limit."""
+    from trigger_nb._receiver import _connection, _deadlines, _server
 
     made: list[_deadlines.Deadlines] = []
 
@@ -860,7 +961,7 @@ def test_kept_alive_connections_closed_by_their_clients_are_not_held(
             super().__init__()
             made.append(self)
 
-    monkeypatch.setattr(_server, "_IDLE_CONNECTION_TIMEOUT_S", 60.0)  # far: only "gone" drops
+    monkeypatch.setattr(_connection, "_IDLE_CONNECTION_TIMEOUT_S", 60.0)  # far: only "gone" drops
     monkeypatch.setattr(_server, "Deadlines", Recorded)
     with Receiver(backend) as receiver:
         for _ in range(20):

@@ -1,4 +1,4 @@
-"""The receiver (SPEC §9): pure request handling, the tornado server adapter, and the backend
+"""The receiver (SPEC §9): pure request handling, the HTTP server (asyncio + httptools), and the backend
 that connects handled requests to the runner and the event log.
 
 May import: the engine, the store, ``_events`` and the shared leaves — never the client (it

@@ -1,22 +1,12 @@
-"""The receiver's HTTP server: tornado in its own thread, the only socket code of trigger_nb.
+"""The receiver's HTTP server: asyncio in its own thread — the only socket code of trigger_nb.
 
-Everything a request means is decided by the pure `handle_request`; this module reads requests,
-hands them over, writes the answer, and owns the lifecycle of the socket and the thread.
+Everything a request means is decided by the pure `handle_request`; each connection is read and
+answered by `_connection.Connection` (HTTP/1.1 parsed by httptools); this module owns the
+lifecycle of the sockets and the thread.
 
 Why a thread of its own (SPEC §9): a notebook cell may sit in synchronous code — ``time.sleep``,
 a blocking ``httpx.post`` to this very receiver — while a callback arrives. The receiver's event
 loop must not be the kernel's, or it would wait for the cell.
-
-Why tornado's HTTP layer (``HTTPServer`` with a message delegate) and not its web framework:
-routing and answers are the pure layer's job, so ``tornado.web`` only added work — measured,
-15-20% of the receiver's CPU per request (SPEC §13: 1,000 callbacks/s).
-
-Why the body is streamed (the delegate gets it chunk by chunk): an oversized body must get a
-proper ``413``. tornado's own limit answers a too-long body by dropping the connection, and it
-trusts ``Content-Length`` (absent for chunked uploads). Here the bytes are counted as they
-arrive, only the first ``max_body_bytes + 1`` are kept, the rest is read and thrown away, and
-the ``413`` goes out once the client has finished sending — so the client reads it instead of a
-reset, and a keep-alive connection stays usable.
 """
 
 from __future__ import annotations
@@ -29,206 +19,22 @@ import threading
 import time
 from types import TracebackType
 
-import tornado.httpserver
-import tornado.httputil
-import tornado.netutil
-from tornado.http1connection import HTTP1Connection
-from tornado.platform.asyncio import AsyncIOLoop
-
 from .._exceptions import ConfigError
+from ._connection import Connection
 from ._deadlines import Deadlines
-from ._handling import (
-    INTERNAL_ERROR,
-    ReceiverBackend,
-    Response,
-    decide,
-    error_response,
-    handle_request,
-    render,
-)
+from ._handling import ReceiverBackend
 
 __all__ = ["Receiver"]
 
 logger = logging.getLogger("trigger_nb.receiver")
 
-# How far past the limit a body is still read (and discarded) so that the client gets its 413.
-# A body that announces more than this is answered at once and its connection closed.
-_DISCARD_BYTES = 64 * 1024 * 1024
-# Bounded timeouts (STYLE habit 4): a stalled upload or an idle keep-alive connection must not
-# hold a socket forever (enforced by `Deadlines`, not by tornado: see _deadlines.py).
-# Request line + headers: over _MAX_HEADER_BYTES the answer is 431. tornado reads up to
-# _READ_HEADER_BYTES before its own limit drops the connection without an answer, so the
-# client of a merely too-big header (a huge cookie, a runaway proxy) is told what is wrong.
-_MAX_HEADER_BYTES = 64 * 1024
-_READ_HEADER_BYTES = 1024 * 1024
-_BODY_TIMEOUT_S = 60.0
-_IDLE_CONNECTION_TIMEOUT_S = 120.0
 _START_TIMEOUT_S = 10.0
 _STOP_TIMEOUT_S = 10.0
-
-
-class _Request(tornado.httputil.HTTPMessageDelegate):
-    """One request on a connection: counts the body as it arrives and hands the whole request
-    to `handle_request`; or answers at once a request refused before its body is read."""
-
-    def __init__(
-        self,
-        connection: HTTP1Connection,
-        backend: ReceiverBackend,
-        max_body_bytes: int,
-        deadlines: Deadlines,
-    ) -> None:
-        self._connection = connection
-        self._backend = backend
-        self._max_body_bytes = max_body_bytes
-        self._deadlines = deadlines
-        deadlines.watch(self, _IDLE_CONNECTION_TIMEOUT_S)  # until its headers are in
-        self._method = ""
-        self._path = ""
-        self._headers = tornado.httputil.HTTPHeaders()
-        self._body = bytearray()
-        self._answered = False
-        self._responding: asyncio.Task[None] | None = None  # referenced until it is done
-
-    def headers_received(
-        self,
-        start_line: tornado.httputil.RequestStartLine | tornado.httputil.ResponseStartLine,
-        headers: tornado.httputil.HTTPHeaders,
-    ) -> None:
-        assert isinstance(start_line, tornado.httputil.RequestStartLine)  # a server's delegate
-        self._deadlines.watch(self, _BODY_TIMEOUT_S)  # until its body is in
-        self._method, uri = start_line.method, start_line.path
-        self._path = uri.partition("?")[0]
-        self._headers = headers
-        header_bytes = (
-            len(self._method)
-            + len(uri)
-            + 12
-            + sum(len(name) + len(value) + 4 for name, value in headers.get_all())
-        )
-        if header_bytes > _MAX_HEADER_BYTES:
-            self._send(
-                error_response(
-                    431,
-                    f"the request line and headers are {header_bytes} bytes, over the receiver's "
-                    f"limit of {_MAX_HEADER_BYTES}; send smaller headers",
-                ),
-                close_connection=True,
-            )
-            return
-        self._connection.set_max_body_size(self._max_body_bytes + _DISCARD_BYTES)
-        declared = headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > self._max_body_bytes + _DISCARD_BYTES:
-            # Not worth reading even to throw away. The stand-in body only needs the length
-            # that makes the pure layer answer 413 (after its 404/405/401 checks). Raising
-            # tornado's limit to the announced size keeps it from writing its own bare 400
-            # after ours; it then closes the connection, as the body stays unread.
-            self._connection.set_max_body_size(int(declared))
-            self._send(self._decide(bytes(self._max_body_bytes + 1)), close_connection=True)
-
-    def data_received(self, chunk: bytes) -> None:
-        room = self._max_body_bytes + 1 - len(self._body)
-        if room > 0:
-            self._body += chunk[:room]
-
-    def finish(self) -> None:
-        # The whole body is in (tornado calls this only when no answer was written yet).
-        self._deadlines.forget(self)
-        self._responding = asyncio.get_running_loop().create_task(self._respond())
-
-    async def _respond(self) -> None:
-        try:
-            response = await handle_request(
-                self._method,
-                self._path,
-                self._headers,
-                bytes(self._body),
-                self._backend,
-                max_body_bytes=self._max_body_bytes,
-            )
-        except Exception:  # handle_request never raises: this is a bug
-            logger.exception("receiver: unexpected error in the server")
-            response = error_response(500, INTERNAL_ERROR)
-        self._send(response)
-
-    def _decide(self, body: bytes) -> Response:
-        """The answer to a request refused before its body is read (these never reach the
-        backend's callback resolution: an oversized body gets 413)."""
-        decided = decide(
-            self._method,
-            self._path,
-            self._headers,
-            body,
-            self._backend,
-            max_body_bytes=self._max_body_bytes,
-        )
-        if isinstance(decided, Response):
-            return decided
-        # Unreachable (see above); answered like any internal error rather than assumed away.
-        return error_response(500, INTERNAL_ERROR)
-
-    def _send(self, response: Response, *, close_connection: bool = False) -> None:
-        if self._answered:
-            return
-        self._answered = True
-        status, headers, payload = render(response)
-        response_headers = tornado.httputil.HTTPHeaders()
-        for name, value in headers:
-            response_headers.add(name, value)
-        response_headers["Content-Length"] = str(len(payload))
-        response_headers["Date"] = tornado.httputil.format_timestamp(time.time())
-        if close_connection:
-            # tornado closes a connection whose request body it has not read, without saying
-            # so: say it, or a keep-alive client reuses the connection and gets a reset.
-            response_headers["Connection"] = "close"
-        start_line = tornado.httputil.ResponseStartLine(
-            "HTTP/1.1", status, tornado.httputil.responses.get(status, "Unknown")
-        )
-        # A client gone meanwhile: tornado drops the writes (no error, nothing logged).
-        self._connection.write_headers(
-            start_line, response_headers, b"" if self._method == "HEAD" else payload
-        )
-        self._connection.finish()
-
-    def on_connection_close(self) -> None:
-        self._deadlines.forget(self)
-        self._answered = True  # nothing more to write: the client is gone
-
-    def gone(self) -> bool:
-        stream = self._connection.stream
-        return stream is None or stream.closed()
-
-    def stalled(self) -> None:
-        """Its headers or its body did not arrive in time: close the connection."""
-        if self._method:  # the headers were in: a client stopped sending its body
-            logger.info(  # not the path: a callback's holds its secret
-                "receiver: closed a connection: the body of a %s request did not arrive within %s s",
-                self._method,
-                _BODY_TIMEOUT_S,
-            )
-        self._answered = True
-        self._connection.close()  # tornado then tells on_connection_close
-
-
-class _Requests(tornado.httputil.HTTPServerConnectionDelegate):
-    """A `_Request` for every request on every connection."""
-
-    def __init__(self, backend: ReceiverBackend, max_body_bytes: int, deadlines: Deadlines) -> None:
-        self._backend = backend
-        self._max_body_bytes = max_body_bytes
-        self._deadlines = deadlines
-
-    def start_request(
-        self, server_conn: object, request_conn: tornado.httputil.HTTPConnection
-    ) -> tornado.httputil.HTTPMessageDelegate:
-        # tornado calls this when it starts reading a request: on a new connection, and on a
-        # kept-alive one once the previous answer is written.
-        assert isinstance(request_conn, HTTP1Connection)  # HTTPServer speaks HTTP/1.x
-        return _Request(request_conn, self._backend, self._max_body_bytes, self._deadlines)
+_LISTEN_BACKLOG = 128
 
 
 class _ServerThread(threading.Thread):
-    """One serving session: its own asyncio/tornado loop, serving ``sockets`` until asked."""
+    """One serving session: its own asyncio loop, serving ``sockets`` until asked to stop."""
 
     def __init__(
         self, sockets: list[socket.socket], backend: ReceiverBackend, max_body_bytes: int
@@ -239,19 +45,22 @@ class _ServerThread(threading.Thread):
         self._max_body_bytes = max_body_bytes
         self.started = threading.Event()
         self.failure: BaseException | None = None
-        self._io_loop: AsyncIOLoop | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_requested: asyncio.Event | None = None
 
     def request_stop(self) -> None:
         """Ask the loop to close the server and return; callable from any thread."""
-        io_loop, stop_requested = self._io_loop, self._stop_requested
-        if io_loop is not None and stop_requested is not None:
-            io_loop.add_callback(stop_requested.set)  # add_callback is thread-safe
+        loop, stop_requested = self._loop, self._stop_requested
+        if loop is not None and stop_requested is not None:
+            try:
+                loop.call_soon_threadsafe(stop_requested.set)
+            except RuntimeError:
+                pass  # the loop has already ended
 
     def run(self) -> None:
-        io_loop = AsyncIOLoop()
+        loop = asyncio.new_event_loop()
         try:
-            io_loop.run_sync(lambda: self._serve(io_loop))
+            loop.run_until_complete(self._serve(loop))
         except BaseException as exc:  # reported by start(), or logged once serving
             if self.started.is_set():
                 logger.error("receiver: the server stopped on an error", exc_info=exc)
@@ -259,29 +68,65 @@ class _ServerThread(threading.Thread):
                 self.failure = exc
                 self.started.set()
         finally:
-            io_loop.close(all_fds=True)
-            for sock in self._sockets:
-                sock.close()
+            try:
+                # Answers still awaiting a stuck backend: cancel them, let them unwind.
+                pending = asyncio.all_tasks(loop)
+                for task in pending:
+                    task.cancel()
+                if pending:
+                    loop.run_until_complete(asyncio.wait(pending, timeout=_STOP_TIMEOUT_S))
+            finally:
+                loop.close()
+                for sock in self._sockets:
+                    sock.close()
 
-    async def _serve(self, io_loop: AsyncIOLoop) -> None:
+    async def _serve(self, loop: asyncio.AbstractEventLoop) -> None:
         deadlines = Deadlines()
-        server = tornado.httpserver.HTTPServer(
-            _Requests(self._backend, self._max_body_bytes, deadlines),
-            max_header_size=_READ_HEADER_BYTES,
-        )
-        # No body timeout is given above, and none for the headers here (HTTPServer makes one
-        # of an hour when given none): `deadlines` enforces both, at a fraction of the cost.
-        server.conn_params.header_timeout = None
-        server.add_sockets(self._sockets)
+        connections: set[Connection] = set()
+
+        def connection() -> Connection:
+            return Connection(self._backend, self._max_body_bytes, deadlines, connections)
+
+        servers = [await loop.create_server(connection, sock=sock) for sock in self._sockets]
         self._stop_requested = stop_requested = asyncio.Event()
-        self._io_loop = io_loop
+        self._loop = loop
         self.started.set()
         try:
             await stop_requested.wait()
         finally:
             deadlines.close()
-            server.stop()  # closes the listening sockets
-            await asyncio.wait_for(server.close_all_connections(), _STOP_TIMEOUT_S)
+            for server in servers:
+                server.close()  # stops listening
+            for open_connection in list(connections):
+                open_connection.close()
+            ends = time.monotonic() + _STOP_TIMEOUT_S
+            while connections and time.monotonic() < ends:  # until their sockets are closed
+                await asyncio.sleep(0.005)
+
+
+def _bind_sockets(host: str, port: int) -> list[socket.socket]:
+    """Listening sockets on every address of ``host`` (``localhost``: IPv4 and IPv6), all on
+    one port (``port=0``: the free port the first one got)."""
+    infos = socket.getaddrinfo(host or None, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)
+    sockets: list[socket.socket] = []
+    try:
+        for family, address in dict.fromkeys((info[0], info[4]) for info in infos):
+            if sockets and port == 0:
+                address = (address[0], sockets[0].getsockname()[1], *address[2:])
+            try:
+                sockets.append(socket.create_server(address, family=family, backlog=_LISTEN_BACKLOG))
+            except OSError as exc:
+                # An IPv6 address of "localhost" on a machine without IPv6: skip it, as
+                # long as another address was bound.
+                if exc.errno != errno.EADDRNOTAVAIL or family != socket.AF_INET6:
+                    raise
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    if not sockets:
+        raise OSError(errno.EADDRNOTAVAIL, f"no address of {host!r} can be bound")
+    return sockets
 
 
 class Receiver:
@@ -419,7 +264,7 @@ class Receiver:
     def _bind(self) -> list[socket.socket]:
         address = f"{self._host}:{self._requested_port}"
         try:
-            return tornado.netutil.bind_sockets(self._requested_port, address=self._host)
+            return _bind_sockets(self._host, self._requested_port)
         except socket.gaierror as exc:
             raise ConfigError(
                 f"the receiver cannot listen on {address}: unknown host ({exc.strerror}); "
