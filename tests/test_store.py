@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import socket
@@ -180,8 +181,9 @@ def test_bookkeeping_records_live_beside_diskcaches_table(tmp_path: Path) -> Non
 
 
 def test_bookkeeping_records_of_an_earlier_version_are_moved_on_open(tmp_path: Path) -> None:
-    """A store written before the bookkeeping table existed had its markers and index entries
-    in diskcache's table: opening it moves them over, once, and the repository finds them."""
+    """A store written by an earlier version had its markers, index entries and execution
+    journals in diskcache's table: opening it moves them over (those in files too), once, and
+    the repository finds them."""
     cache = diskcache.Cache(str(tmp_path / "s"))
     old = {
         "run/r1": '{"id":"r1","job_id":"j","status":"WAITING","wake_at":null}',
@@ -192,12 +194,17 @@ def test_bookkeeping_records_of_an_earlier_version_are_moved_on_open(tmp_path: P
         "idx/status/WAITING/r1": '{"job_id":"j","wake_at":null}',
         "meta/run-index": '{"version":1}',
         "cb/task_1": '{"run_id":"r1","idempotency_key":"k","job_id":"j"}',
+        "hist/r1/00000001": '[["t1","ran",1]]',
+        # A journal big enough for diskcache to keep it in a file of its own.
+        "hist/r1/00000002": json.dumps([[f"t{i}", "replayed", 1] for i in range(5000)]),
     }
     for key, text in old.items():
         cache.set(key, text)
     cache.close()
+    assert len([name for _, _, names in os.walk(tmp_path / "s") for name in names if name.endswith(".val")]) == 1
     store = DiskcacheStore(tmp_path / "s")
     repo = Repository(store)
+    assert repo.load_journals("r1") == {1: [["t1", "ran", 1]], 2: [[f"t{i}", "replayed", 1] for i in range(5000)]}
     assert repo.waiting_runs() == [("r1", "j", None)]
     assert repo.pending_wakes() == ["r1"] and repo.executing_runs() == ["r2"]
     assert [run["id"] for run in repo.list_runs(job_id="j")] == ["r1"]
@@ -206,7 +213,10 @@ def test_bookkeeping_records_of_an_earlier_version_are_moved_on_open(tmp_path: P
     store.close()
     cache = diskcache.Cache(str(tmp_path / "s"))
     assert sorted(cache) == ["meta/run-index", "run/r1"]  # the rest moved
+    assert len(cache) == 2  # diskcache's own count followed
     cache.close()
+    files = [name for _, _, names in os.walk(tmp_path / "s") for name in names if name.endswith(".val")]
+    assert files == []  # the big journal's file went with it
     reopened = DiskcacheStore(tmp_path / "s")  # nothing left to move: the same records
     assert sorted(reopened.keys("")) == sorted(old)
     reopened.close()

@@ -28,11 +28,11 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any
 
-#: Key prefixes of the bookkeeping records: markers and index entries, small records of which
-#: every execution writes and deletes a few (``Repository`` has the layout). A backend may keep
-#: them apart from the other records, where writing them costs less (``DiskcacheStore``);
-#: keys under these prefixes hold records only, never blobs.
-BOOKKEEPING_PREFIXES = ("cb/", "exec/", "fence/", "idx/", "wake/")
+#: Key prefixes of the bookkeeping records: markers, index entries and execution journals,
+#: records of which every execution writes a few (and deletes most again; ``Repository`` has
+#: the layout). A backend may keep them apart from the other records, where writing them costs
+#: less (``DiskcacheStore``); keys under these prefixes hold records only, never blobs.
+BOOKKEEPING_PREFIXES = ("cb/", "exec/", "fence/", "hist/", "idx/", "wake/")
 
 
 class Store(abc.ABC):

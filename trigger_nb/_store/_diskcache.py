@@ -9,14 +9,15 @@ key-range ``SELECT`` on diskcache's own table and decodes rows with ``Disk.fetch
 API has no prefix read, and one query per execution (instead of one ``get`` per task) is what
 makes replay cheap. ``tests/test_store.py`` pins this against the installed diskcache.
 
-The bookkeeping records (markers and index entries, ``BOOKKEEPING_PREFIXES``) live beside
-diskcache's table, in a table of their own in the same database (so one transaction still
-covers both): a key and its JSON text, nothing else. Why: an execution inserts and deletes six
-of them, and in diskcache's table each insert or delete also updates two indexes and runs two
-triggers (diskcache's count and size) — measured ~14 µs a write there against ~4.5 µs here
-(SPEC §13: 1,000 callbacks/s). A store written by an earlier version, which kept them in
-diskcache's table, has them moved over when it is opened; every process sharing a store must
-therefore run a version that knows the table.
+The bookkeeping records (markers, index entries and execution journals,
+``BOOKKEEPING_PREFIXES``) live beside diskcache's table, in a table of their own in the same
+database (so one transaction still covers both): a key and its JSON text, nothing else. Why: an
+execution inserts and deletes six markers and writes its journal, and in diskcache's table each
+insert or delete also updates two indexes and runs two triggers (diskcache's count and size) —
+measured ~14 µs a write there against ~4.5 µs here, and three pages more in the commit's WAL
+frames (SPEC §13: 1,000 callbacks/s). A store written by an earlier version, which kept some of
+them in diskcache's table, has them moved over when it is opened; every process sharing a store
+must therefore run a version that keeps them where this one does.
 
 WAL checkpoints are left to a thread of the store's own (``_checkpoints.py``): ``_Cache``
 overrides diskcache's per-thread connection property to turn SQLite's automatic checkpoint off on
@@ -76,10 +77,13 @@ _PUT_MARK = f"INSERT OR REPLACE INTO {_MARKS} (key, value) VALUES (?, ?)"
 _DELETE_MARK = f"DELETE FROM {_MARKS} WHERE key = ?"
 _SCAN_MARKS = f"SELECT key, value FROM {_MARKS} WHERE key >= ? AND key < ? ORDER BY key"
 _KEYS_MARKS = f"SELECT key FROM {_MARKS} WHERE key >= ? AND key < ?"
-# Bookkeeping records that an earlier version stored in diskcache's table.
-_OLD_MARKS = "SELECT key FROM Cache WHERE raw = 1 AND (" + " OR ".join(
-    "(key >= ? AND key < ?)" for _ in BOOKKEEPING_PREFIXES
-) + ")"
+# Bookkeeping records that an earlier version stored in diskcache's table: all of them, and
+# those held inline (moved by two statements; the others, in files, one at a time).
+_IN_OLD_PLACE = "raw = 1 AND (" + " OR ".join("(key >= ? AND key < ?)" for _ in BOOKKEEPING_PREFIXES) + ")"
+_INLINE = " AND mode = 1 AND filename IS NULL AND typeof(value) = 'text'"
+_OLD_MARKS = f"SELECT key FROM Cache WHERE {_IN_OLD_PLACE}"
+_MOVE_INLINE_MARKS = f"INSERT OR REPLACE INTO {_MARKS} (key, value) SELECT key, value FROM Cache WHERE {_IN_OLD_PLACE}{_INLINE}"
+_DROP_INLINE_MARKS = f"DELETE FROM Cache WHERE {_IN_OLD_PLACE}{_INLINE}"
 
 #: The guard of a fenced write: the record under the guard key has exactly this text (a small
 #: raw record in diskcache's table, or a bookkeeping record), by where the guard key lives.
@@ -314,7 +318,10 @@ class DiskcacheStore(Store):
         if self._cache._sql(_OLD_MARKS, bounds).fetchone() is None:
             return
         with self.transaction():
-            for (key,) in self._cache._sql(_OLD_MARKS, bounds).fetchall():
+            # Set-based: a store of many runs may hold hundreds of thousands of journals.
+            self._cache._sql(_MOVE_INLINE_MARKS, bounds)
+            self._cache._sql(_DROP_INLINE_MARKS, bounds)
+            for (key,) in self._cache._sql(_OLD_MARKS, bounds).fetchall():  # values in files
                 text = self._cache.get(key)
                 if isinstance(text, str):
                     self._cache._sql(_PUT_MARK, (key, text))

@@ -14,7 +14,7 @@ Layout (all values JSON records unless noted)::
     idx/status/{status}/{run_id}     run index by status: {"job_id", "wake_at"} (not EXECUTING)
     meta/run-index                   {"version": 1} once every run is in the indexes
 
-``cb/``, ``exec/``, ``fence/``, ``idx/`` and ``wake/`` are the bookkeeping records
+``cb/``, ``exec/``, ``fence/``, ``hist/``, ``idx/`` and ``wake/`` are the bookkeeping records
 (``BOOKKEEPING_PREFIXES``: a backend may store them apart, where they cost less to write).
 
 The run indexes make store-wide questions ("the runs of job X", "the WAITING runs to schedule")
