@@ -144,6 +144,30 @@ def test_replacing_a_record_leaves_the_expiry_index_alone(tmp_path: Path) -> Non
     store.close()
 
 
+def test_replacing_a_record_in_place_leaves_diskcaches_settings_alone(tmp_path: Path) -> None:
+    """diskcache's size trigger is replaced by one that writes Settings only when a size
+    changes (one page less per commit); diskcache's count and size stay right, and a raw
+    diskcache opening the store keeps the replacement."""
+    store = DiskcacheStore(tmp_path / "s")
+    store.put("run/a", {"v": 1})
+    changes = store._cache._con.total_changes  # rows written, those of triggers too
+    store.put("run/a", {"v": 2})  # in place, size 0 -> 0: no write to Settings
+    assert store._cache._con.total_changes - changes == 1
+    store.put("run/b", {"v": "x" * 100_000})  # a file: diskcache's size grows
+    store.put("run/b", {"v": 3})  # small over a file: it shrinks again
+    store.put("run/c", {"v": "y" * 100_000})
+    store.close()
+    cache = diskcache.Cache(str(tmp_path / "s"))
+    assert len(cache) == 3
+    assert cache.volume() - cache._sql("PRAGMA page_count").fetchone()[0] * cache._sql(
+        "PRAGMA page_size"
+    ).fetchone()[0] == sum(size for (size,) in cache._sql("SELECT size FROM Cache").fetchall()) > 100_000
+    (trigger,) = cache._sql("SELECT sql FROM sqlite_master WHERE name = 'Settings_size_update'").fetchone()
+    assert "WHEN NEW.size != OLD.size" in trigger
+    cache.close()
+    DiskcacheStore(tmp_path / "s").close()  # reopened: nothing to replace, nothing breaks
+
+
 def test_bookkeeping_records_share_the_store_contract(store) -> None:  # type: ignore[no-untyped-def]
     """Markers and index entries (which the diskcache store keeps in a table of their own)
     read, write, scan, list and delete like any record, beside the others."""

@@ -85,6 +85,17 @@ _OLD_MARKS = f"SELECT key FROM Cache WHERE {_IN_OLD_PLACE}"
 _MOVE_INLINE_MARKS = f"INSERT OR REPLACE INTO {_MARKS} (key, value) SELECT key, value FROM Cache WHERE {_IN_OLD_PLACE}{_INLINE}"
 _DROP_INLINE_MARKS = f"DELETE FROM Cache WHERE {_IN_OLD_PLACE}{_INLINE}"
 
+# diskcache's trigger that keeps its total size, with a WHEN: diskcache's own fires on every
+# UPDATE, and writing Settings even to add 0 puts Settings' page in every commit's WAL frames
+# (a record replaced in place here always has size 0). Same name, so diskcache's
+# CREATE TRIGGER IF NOT EXISTS (at every open, by any version) keeps this one.
+_SIZE_TRIGGER = "Settings_size_update"
+_SIZE_TRIGGER_SQL = (
+    f"CREATE TRIGGER {_SIZE_TRIGGER} AFTER UPDATE ON Cache FOR EACH ROW WHEN NEW.size != OLD.size"
+    ' BEGIN UPDATE Settings SET value = value + NEW.size - OLD.size WHERE key = "size"; END'
+)
+_TRIGGER_TEXT = "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?"
+
 #: The guard of a fenced write: the record under the guard key has exactly this text (a small
 #: raw record in diskcache's table, or a bookkeeping record), by where the guard key lives.
 _GUARDS = {
@@ -311,9 +322,14 @@ class DiskcacheStore(Store):
 
     @_store_errors
     def _open_bookkeeping(self) -> None:
-        """Create the bookkeeping table if needed, and move into it the bookkeeping records an
-        earlier version kept in diskcache's table (once: afterwards one read that finds none)."""
+        """Create the bookkeeping table and the size trigger if needed, and move into the table
+        the bookkeeping records an earlier version kept in diskcache's table (once: afterwards
+        one read that finds none)."""
         self._cache._sql(_CREATE_MARKS)  # a no-op read once the table exists
+        if self._cache._sql(_TRIGGER_TEXT, (_SIZE_TRIGGER,)).fetchone() != (_SIZE_TRIGGER_SQL,):
+            with self.transaction():  # once per store
+                self._cache._sql(f"DROP TRIGGER IF EXISTS {_SIZE_TRIGGER}")
+                self._cache._sql(_SIZE_TRIGGER_SQL)
         bounds = [bound for prefix in BOOKKEEPING_PREFIXES for bound in (prefix, _end(prefix))]
         if self._cache._sql(_OLD_MARKS, bounds).fetchone() is None:
             return
