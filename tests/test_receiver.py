@@ -22,6 +22,8 @@ from typing import Any
 import httpx
 import pytest
 from _support import poll
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from trigger_nb._exceptions import ConfigError, EventFilterError, PayloadError
 from trigger_nb._receiver import CallbackOutcome, Receiver, Response, handle_request
@@ -785,6 +787,67 @@ def test_http_an_endless_chunked_body_is_413_once_past_what_is_read_to_discard(
                 answer += chunk
     assert answer.startswith(b"HTTP/1.1 413 ") and b"Connection: close" in answer
     assert backend.calls == []
+
+
+class SlowBackend(FakeBackend):
+    """Resolves a callback 0.2 s after it arrives, as the engine does when its loop is busy."""
+
+    async def complete_callback(self, task_id: str, secret: str, body: Any) -> CallbackOutcome:
+        await asyncio.sleep(0.2)
+        return await super().complete_callback(task_id, secret, body)
+
+
+def test_http_a_client_that_shuts_its_side_after_sending_gets_its_answers() -> None:
+    backend = SlowBackend()
+    secret = backend.add_task("t1")
+    body = b'{"half": "closed"}'
+    with Receiver(backend) as receiver, socket.create_connection(("127.0.0.1", receiver.port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /callbacks/t1/%s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+            b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n" % (secret.encode(), len(body), body)
+        )
+        sock.shutdown(socket.SHUT_WR)  # nothing more to send
+        answer = b""
+        while chunk := sock.recv(65536):  # both answers, then the server closes
+            answer += chunk
+    assert re.findall(rb"HTTP/1\.1 (\d{3}) ", answer) == [b"200", b"200"]
+    assert backend.task("t1")["output"] == {"half": "closed"}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    data=st.lists(
+        st.one_of(
+            st.binary(max_size=64),
+            st.sampled_from(
+                [b"GET /health HTTP/1.1\r\n", b"POST /callbacks/t/s HTTP/1.1\r\n", b"Host: x\r\n",
+                 b"Content-Length: 3\r\n", b"Transfer-Encoding: chunked\r\n", b"\r\n", b"3\r\nabc\r\n",
+                 b"0\r\n\r\n", b"Expect: 100-continue\r\n", b"HTTP/1.0\r\n", b"\x00\xff"]
+            ),
+        ),
+        max_size=12,
+    )
+)
+def test_http_any_bytes_get_http_answers_or_a_close_and_the_server_goes_on(
+    receiver: Receiver, backend: FakeBackend, caplog: pytest.LogCaptureFixture, data: list[bytes]
+) -> None:
+    """Whatever a client sends, in whatever pieces: what comes back is HTTP responses (or
+    nothing), the connection ends, nothing is logged as an error, and the next client is served."""
+    answer = b""
+    with socket.create_connection(("127.0.0.1", receiver.port), timeout=10) as sock:
+        try:
+            for piece in data:
+                sock.sendall(piece)
+            sock.shutdown(socket.SHUT_WR)
+            while chunk := sock.recv(65536):
+                answer += chunk
+        except OSError:  # the server answered garbage with 400 and closed while we still sent
+            pass
+    if answer:
+        assert answer.startswith(b"HTTP/1.1 "), answer[:200]
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+    health = raw_request(receiver.port, b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert health.startswith(b"HTTP/1.1 200 ")
 
 
 def test_port_zero_gives_a_free_port(backend: FakeBackend, client: httpx.Client) -> None:

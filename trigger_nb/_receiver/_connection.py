@@ -108,7 +108,7 @@ class Connection(asyncio.Protocol):
         self._queue: deque[_Request] = deque()  # read, waiting for their answers
         self._answering: asyncio.Task[None] | None = None  # referenced until it is done
         self._paused = False
-        self._done_reading = False  # after a refusal or an upgrade nothing more is read
+        self._done_reading = False  # after a refusal, an upgrade or the client's EOF
         self._closed = False
 
     # -- asyncio.Protocol ------------------------------------------------------------------
@@ -124,6 +124,14 @@ class Connection(asyncio.Protocol):
         self._closed = True
         self._connections.discard(self)
         self._deadlines.forget(self)
+
+    def eof_received(self) -> bool:
+        # The client will send nothing more (it shut its side down after its request, as some
+        # do): answer what was read, then close. True keeps the socket open for the answers.
+        self._done_reading = True
+        if self._answering is None and not self._queue:
+            self.close()
+        return True
 
     def data_received(self, data: bytes) -> None:
         if self._done_reading:
@@ -264,7 +272,7 @@ class Connection(asyncio.Protocol):
         finally:
             self._answering = None
         if self._done_reading and not self._queue:
-            self.close()  # after an upgrade: everything read is answered
+            self.close()  # after an upgrade or the client's end of sending: all read is answered
         elif not self._closed and self._reading is None and not self._queue:
             self._deadlines.watch(self, _IDLE_CONNECTION_TIMEOUT_S)  # until the next head
 
