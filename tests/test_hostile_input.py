@@ -290,6 +290,7 @@ class CountingStore(DiskcacheStore):
 def test_post_events_with_a_wrong_token_opens_no_store_transaction(store_dir: str) -> None:
     with TriggerClient(storage=CountingStore(store_dir)) as client:
         url = client.receiver.base_url + "/events"
+        CountingStore.transactions = 0  # opening a new store sets up its schema: not a request's
         for token in ("wrong", "x"):  # before any token exists: nothing is created either
             reply = httpx.post(url, json={"name": "x"}, headers={"Authorization": f"Bearer {token}"}, timeout=10)
             assert reply.status_code == 401
