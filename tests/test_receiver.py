@@ -890,6 +890,46 @@ def test_stop_frees_the_port_closes_connections_and_joins_the_thread(
         assert client.get(f"{restarted.base_url}/health").status_code == 200
 
 
+def test_stop_while_a_callback_awaits_the_backend_returns_promptly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A callback still awaiting its answer (the kernel's loop busy) does not hold stop(): the
+    answer is abandoned, the client's connection closed, the thread joined, nothing logged."""
+
+    class Waiting(FakeBackend):
+        def __init__(self) -> None:
+            super().__init__()
+            self.entered = threading.Event()
+
+        async def complete_callback(self, task_id: str, secret: str, body: Any) -> CallbackOutcome:
+            self.entered.set()
+            await asyncio.sleep(3600)  # an answer that would come much later
+            raise AssertionError("unreachable")
+
+    backend = Waiting()
+    secret = backend.add_task("t1")
+    receiver = Receiver(backend)
+    receiver.start()
+    outcome: list[BaseException | int] = []
+
+    def post() -> None:
+        try:
+            outcome.append(httpx.post(receiver.callback_url("t1", secret), json={}, trust_env=False, timeout=30).status_code)
+        except httpx.TransportError as exc:
+            outcome.append(exc)
+
+    sender = threading.Thread(target=post)
+    sender.start()
+    assert backend.entered.wait(10)
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING):
+        receiver.stop()
+    assert time.monotonic() - started < 5 and receiver_threads() == []
+    sender.join(10)
+    assert len(outcome) == 1 and isinstance(outcome[0], httpx.TransportError)  # closed, unanswered
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
 def test_public_url_is_used_in_callback_urls(backend: FakeBackend, client: httpx.Client) -> None:
     receiver = Receiver(backend, public_url="https://hooks.example.com/nb/")
     assert receiver.callback_url("t1", "s") == "https://hooks.example.com/nb/callbacks/t1/s"
