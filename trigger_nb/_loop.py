@@ -24,6 +24,14 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
+def running_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop running in this thread, or ``None`` (``asyncio.get_running_loop`` raises)."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 def _kernel_loop() -> asyncio.AbstractEventLoop | None:
     """The IPython kernel's running loop, from any thread (a receiver thread may be the first
     to need the home loop); None outside a kernel."""
@@ -129,11 +137,7 @@ class LoopHost:
     def run_sync(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         """Run ``coro`` on the home loop and block until it is done (from sync code)."""
         loop = self.loop
-        try:
-            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
+        if running_loop() is loop:
             return _run_nested(loop, asyncio.wait_for(coro, timeout))
         future = asyncio.run_coroutine_threadsafe(coro, loop)
         try:

@@ -24,6 +24,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .._loop import running_loop
 from ._handoff import Handoff
 
 Call = tuple[str, str, Any]
@@ -87,7 +88,7 @@ class CallbackQueue:
 def _send(settled: _Settled) -> None:
     """Hand each loop its answers: one ``call_soon_threadsafe`` per loop, not per answer (each
     one wakes that loop's thread, which then trades the interpreter lock with this one)."""
-    here = _running_loop()
+    here = running_loop()
     by_loop: dict[asyncio.AbstractEventLoop, _Settled] = {}
     for answer in settled:
         by_loop.setdefault(answer[0].get_loop(), []).append(answer)
@@ -110,9 +111,3 @@ def _settle(answers: _Settled) -> None:
         else:
             future.set_result(outcome)  # type: ignore[arg-type]
 
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None

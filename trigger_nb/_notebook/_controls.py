@@ -13,6 +13,7 @@ import json
 from typing import Any, Protocol
 
 from .._exceptions import ConfigError, PayloadError, TriggerNbError
+from .._loop import running_loop
 
 
 class Run(Protocol):
@@ -124,10 +125,7 @@ def start(coro: Any, done: Any) -> None:
         else:
             done(f"{type(result).__name__}: {result}")
 
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        loop = None
+    loop = running_loop()
     if loop is not None:
         task = loop.create_task(coro)
         _PENDING.add(task)
