@@ -41,6 +41,7 @@ from ._handling import (
     decide,
     error_response,
     handle_request,
+    header_value,
     render,
 )
 
@@ -208,14 +209,14 @@ class Connection(asyncio.Protocol):
         if head_bytes > _MAX_HEADER_BYTES:
             self._refuse(request, self._too_big_head(head_bytes))
             raise _StopReading
-        declared = _header(request.headers, "content-length")
+        declared = header_value(request.headers, "Content-Length") or ""
         if declared.isdigit() and int(declared) > self._max_body_bytes + _DISCARD_BYTES:
             # Not worth reading even to throw away. The stand-in body only needs the length
             # that makes the pure layer answer 413 (after its 404/405/401 checks).
             self._refuse(request, self._decide_unread(request))
             raise _StopReading
         if (
-            _header(request.headers, "expect").lower() == "100-continue"
+            (header_value(request.headers, "Expect") or "").lower() == "100-continue"
             and self._answering is None
             and not self._queue
             and self._transport is not None
@@ -332,14 +333,6 @@ class Connection(asyncio.Protocol):
 
 class _StopReading(Exception):
     """Raised from an httptools callback to stop parsing a connection's bytes (a refusal)."""
-
-
-def _header(headers: dict[str, str], lowered: str) -> str:
-    """The value of header ``lowered`` (case-insensitive), or ``""``."""
-    for name, value in headers.items():
-        if name.lower() == lowered:
-            return value
-    return ""
 
 
 def _reason(status: int) -> str:

@@ -282,7 +282,8 @@ def _require_method(method: str, allowed: str, route: str) -> None:
         )
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
+def header_value(headers: Mapping[str, str], name: str) -> str | None:
+    """The value of header ``name``, matched case-insensitively; ``None`` if absent."""
     value = headers.get(name)
     if value is not None:
         return value
@@ -294,7 +295,7 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
 
 
 def _require_token(headers: Mapping[str, str], backend: ReceiverBackend) -> None:
-    scheme, _, token = (_header(headers, "Authorization") or "").strip().partition(" ")
+    scheme, _, token = (header_value(headers, "Authorization") or "").strip().partition(" ")
     expected = backend.events_token()
     # An empty expected token would let "Bearer " in: refuse instead. Compare bytes, as
     # compare_digest only takes ASCII str; constant time so the token cannot be guessed
